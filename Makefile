@@ -1,0 +1,51 @@
+# lte: common tasks. `make help` lists them.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_VERSION ?= 2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+STAMP := $(VENV)/.installed
+
+.PHONY: help install test test-fast lint format demo bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	@# A GPU machine gets PyPI's CUDA build; otherwise the CPU build first (a local +cpu wheel
+	@# if pip can see one, else PyTorch's CPU index) so pip never pulls the multi-GB CUDA build.
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+		echo "GPU found: installing torch==$(TORCH_VERSION) (CUDA build)"; \
+		$(PIP) install -q "torch==$(TORCH_VERSION)"; \
+	else \
+		echo "no GPU: installing the CPU build of torch==$(TORCH_VERSION)"; \
+		$(PIP) install -q "torch==$(TORCH_VERSION)+cpu" 2>/dev/null || \
+		$(PIP) install -q "torch==$(TORCH_VERSION)" --index-url $(TORCH_CPU_INDEX); \
+	fi
+	$(PIP) install -q -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install lte with its dev tools
+
+test: install ## run the whole test suite (slow tests included)
+	$(PY) -m pytest -q
+
+test-fast: install ## run the tests not marked slow
+	$(PY) -m pytest -q -m "not slow"
+
+lint: install ## ruff check and format check
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
+
+format: install ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix src tests scripts
+	$(VENV)/bin/ruff format src tests scripts
+
+demo: install ## the main job: train EDSR-baseline-LTE on the bundled photos (CPU), evaluate, upscale
+	$(PY) scripts/demo.py
+
+clean: ## remove caches and run outputs (keeps .venv)
+	rm -rf outputs multirun .pytest_cache .ruff_cache

@@ -1,0 +1,156 @@
+"""Pure coordinate geometry shared by every implicit decoder (SPEC.md, "Coordinates and cells").
+
+Everything here is a function of its inputs: no module state, devices and dtypes come from the
+arguments. The arithmetic follows the reference code step by step (same operation order, float32),
+so that the nearest-code lookup breaks ties exactly as ``F.grid_sample(mode="nearest")`` does.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+#: The four local-ensemble neighbours ``v`` as (row, column) signs, in the reference order.
+NEIGHBOUR_OFFSETS: tuple[tuple[int, int], ...] = ((-1, -1), (-1, 1), (1, -1), (1, 1))
+
+#: Shift that keeps a shifted query off an exact code boundary, and the clamp margin.
+EPS_SHIFT = 1e-6
+#: Added to every ensemble area so that the normaliser can never be zero.
+AREA_EPS = 1e-9
+
+
+def make_coord_1d(n: int, *, device: torch.device | None = None) -> Tensor:
+    """Pixel-centre coordinates of ``n`` pixels spanning [-1, 1]: ``-1 + (2i + 1) / n``.
+
+    Computed as ``(-1 + r) + 2r * i`` with ``r = 1 / n``: the same float32 operations as the reference
+    implementation, so coordinates (and therefore nearest-code ties) are bit-identical to it.
+    """
+    r = 2.0 / (2 * n)
+    return (-1.0 + r) + (2 * r) * torch.arange(n, device=device, dtype=torch.float32)
+
+
+def make_coord(
+    shape: tuple[int, int], *, flatten: bool = True, device: torch.device | None = None
+) -> Tensor:
+    """Centres of every pixel of an ``h × w`` grid as (y, x) pairs.
+
+    Returns ``(h * w, 2)`` when ``flatten`` (row-major), else ``(h, w, 2)``.
+    """
+    h, w = shape
+    ys = make_coord_1d(h, device=device)
+    xs = make_coord_1d(w, device=device)
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1)  # (h, w, 2)
+    return grid.reshape(-1, 2) if flatten else grid
+
+
+def make_cell(
+    shape: tuple[int, int],
+    n: int,
+    *,
+    scale: float = 1.0,
+    device: torch.device | None = None,
+) -> Tensor:
+    """Cells of ``n`` queries on an ``h × w`` target grid: ``(2/h, 2/w)`` each, times ``scale``.
+
+    ``scale`` is the out-of-distribution enlargement ``max(s / scale_max, 1)`` used at test time.
+    Returns ``(n, 2)`` float32.
+    """
+    h, w = shape
+    cell = torch.ones(n, 2, device=device, dtype=torch.float32)
+    cell[:, 0] *= 2 / h
+    cell[:, 1] *= 2 / w
+    if scale != 1.0:
+        cell = cell * scale
+    return cell
+
+
+def cell_enlargement(scale: float, scale_max: float) -> float:
+    """The factor ``max(s / scale_max, 1)`` applied to cells beyond the training scale range."""
+    return max(float(scale) / float(scale_max), 1.0)
+
+
+def nearest_code_index(coord: Tensor, size: int) -> Tensor:
+    """Index of the code (of ``size`` codes along one axis) whose cell contains ``coord``.
+
+    Mirrors ``grid_sample(mode="nearest", align_corners=False)``: unnormalise to pixel units as
+    ``(c + 1) * size / 2 - 0.5`` and round half to even, then clamp to the grid (queries are already
+    clamped inside (-1, 1), so the clamp only guards float round-off).
+    """
+    pix = (coord + 1) * (size / 2) - 0.5
+    return torch.round(pix).long().clamp_(0, size - 1)
+
+
+def shifted_query(coord: Tensor, offset: tuple[int, int], feat_hw: tuple[int, int]) -> Tensor:
+    """The query moved towards neighbour ``offset``: ``q + v ⊙ r + 1e-6``, clamped to ±(1 - 1e-6)."""
+    h, w = feat_hw
+    ry, rx = 1.0 / h, 1.0 / w  # half a code, 2 / size / 2 in the reference
+    vy, vx = offset
+    q = coord.clone()
+    q[..., 0] += vy * ry + EPS_SHIFT
+    q[..., 1] += vx * rx + EPS_SHIFT
+    return q.clamp_(-1 + EPS_SHIFT, 1 - EPS_SHIFT)
+
+
+def ensemble_neighbours(coord: Tensor, feat_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """For each query, the four ensemble neighbours' flat code indices and relative offsets.
+
+    Args:
+        coord: ``(..., 2)`` query coordinates (y, x) in [-1, 1].
+        feat_hw: ``(h, w)`` of the latent grid.
+
+    Returns:
+        ``index``: ``(..., 4)`` long, ``iy * w + ix`` of each neighbour's code, in
+        :data:`NEIGHBOUR_OFFSETS` order.
+        ``rel``: ``(..., 4, 2)`` float, ``(q - c) ⊙ (h, w)`` with the *unshifted* q.
+    """
+    h, w = feat_hw
+    ys = make_coord_1d(h, device=coord.device)
+    xs = make_coord_1d(w, device=coord.device)
+    indices, rels = [], []
+    for offset in NEIGHBOUR_OFFSETS:
+        q = shifted_query(coord, offset, feat_hw)
+        iy = nearest_code_index(q[..., 0], h)
+        ix = nearest_code_index(q[..., 1], w)
+        rel_y = (coord[..., 0] - ys[iy]) * h
+        rel_x = (coord[..., 1] - xs[ix]) * w
+        indices.append(iy * w + ix)
+        rels.append(torch.stack([rel_y, rel_x], dim=-1))
+    return torch.stack(indices, dim=-1), torch.stack(rels, dim=-2)
+
+
+def ensemble_weights(rel: Tensor) -> Tensor:
+    """Bilinear-style local-ensemble weights from the four neighbours' relative offsets.
+
+    ``area_v = |rel_y · rel_x| + 1e-9``; neighbour ``v`` is weighted by the area of its diagonally
+    opposite neighbour (index ``3 - v`` in :data:`NEIGHBOUR_OFFSETS` order), normalised by the
+    total. ``rel`` is ``(..., 4, 2)``; returns ``(..., 4)`` summing to 1.
+    """
+    area = (rel[..., 0] * rel[..., 1]).abs() + AREA_EPS  # (..., 4)
+    total = area.sum(dim=-1, keepdim=True)
+    # flip(-1) pairs neighbour v with -v: (-1,-1)<->(+1,+1) and (-1,+1)<->(+1,-1).
+    return area.flip(-1) / total
+
+
+def gather_codes(feat: Tensor, index: Tensor) -> Tensor:
+    """Read codes of a ``(B, C, h, w)`` map at flat indices ``(B, ...)``: returns ``(B, ..., C)``."""
+    b, c = feat.shape[:2]
+    flat = feat.reshape(b, c, -1).transpose(1, 2)  # (B, h*w, C)
+    idx = index.reshape(b, -1)  # (B, N)
+    out = torch.gather(flat, 1, idx.unsqueeze(-1).expand(-1, -1, c))  # (B, N, C)
+    return out.reshape(*index.shape, c)
+
+
+def unfold3x3(feat: Tensor) -> Tensor:
+    """3×3 neighbourhoods with zero padding, channel-major (``c * 9 + k``): ``(B, 9C, h, w)``."""
+    b, c, h, w = feat.shape
+    return torch.nn.functional.unfold(feat, 3, padding=1).view(b, c * 9, h, w)
+
+
+def bilinear_sample(img: Tensor, coord: Tensor) -> Tensor:
+    """Bilinear sample of ``(B, C, H, W)`` at ``(B, Q, 2)`` (y, x) coords, border padding: ``(B, Q, C)``."""
+    # grid_sample wants (x, y), hence the flip.
+    grid = coord.flip(-1).unsqueeze(1)  # (B, 1, Q, 2)
+    out = torch.nn.functional.grid_sample(
+        img, grid, mode="bilinear", padding_mode="border", align_corners=False
+    )  # (B, C, 1, Q)
+    return out[:, :, 0, :].permute(0, 2, 1)
