@@ -1,0 +1,1 @@
+"""Data: image reading, the paper's random-scale sampling, data sets and the LightningDataModule."""
