@@ -1,0 +1,185 @@
+"""Where each data set's images live on disk, and how LR files are matched to their HR originals.
+
+Training, evaluation and the LR-making script all need the same answers to "which files are the
+images here" and "which LR file belongs to this HR file", so they are answered once, here. LR files
+are matched to HR files by *name*, never by sorted position: a single missing or extra file would
+otherwise shift every later pair silently and ruin every PSNR after it.
+
+Layouts (``root`` is ``${LTE_DATA:-./load}`` unless you say otherwise):
+
+- DIV2K: ``root/DIV2K_train_HR``, ``root/DIV2K_valid_HR``,
+  ``root/DIV2K_valid_LR_bicubic/X{s}/<stem>x{s}.png`` (``scripts/download_div2k.sh``).
+- Benchmarks: ``root/benchmark/{Set5,Set14,B100,Urban100}/HR`` and
+  ``.../LR_bicubic/X{s}/<stem>x{s}.png`` (``scripts/download_benchmarks.sh``).
+- Any plain folder of images (``list_images``); LR folders made by ``scripts/make_lr.py`` follow
+  the benchmark naming.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lte.data.images import IMAGE_SUFFIXES
+from lte.errors import UserError
+
+#: Benchmark sets in the layout of the EDSR/LIIF ``benchmark.tar`` bundle.
+BENCHMARKS = ("Set5", "Set14", "B100", "Urban100")
+
+#: Environment variable naming the data root; ``./load`` (as in the LIIF/LTE code) if unset.
+DATA_ENV = "LTE_DATA"
+
+_HINT_DIV2K = "run scripts/download_div2k.sh (see docs/data.md)"
+_HINT_BENCH = "run scripts/download_benchmarks.sh (see docs/data.md)"
+_HINT_FOLDER = "check the path, or see docs/data.md for how to get the data"
+
+
+def data_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The data root: ``root`` if given, else ``$LTE_DATA``, else ``./load``."""
+    if root is not None:
+        return Path(root)
+    return Path(os.environ.get(DATA_ENV) or "load")
+
+
+def format_scale(scale: float) -> str:
+    """A scale as it appears in folder and file names: ``2`` for 2.0, ``2.5`` for 2.5."""
+    s = float(scale)
+    return str(int(s)) if s.is_integer() else f"{s:g}"
+
+
+def is_image(path: Path) -> bool:
+    """Whether a path names an image file lte reads (by suffix, case-insensitive)."""
+    suffix_ok = path.suffix.lower() in IMAGE_SUFFIXES
+    return suffix_ok and path.is_file() and not path.name.startswith(".")
+
+
+def list_images(folder: str | os.PathLike[str], *, hint: str = _HINT_FOLDER) -> list[Path]:
+    """The image files directly inside ``folder``, sorted by name.
+
+    Only the suffixes in :data:`lte.data.images.IMAGE_SUFFIXES` count; hidden files and sub-folders
+    are ignored (so ``X2/`` inside an LR folder is not mistaken for data).
+
+    Args:
+        folder: the folder to scan.
+        hint: how to get the data, appended to the error message (e.g. the download script).
+
+    Raises:
+        UserError: the folder does not exist, is not a folder, or holds no images.
+    """
+    p = Path(folder)
+    if not p.exists():
+        raise UserError(f"image folder '{p}' does not exist: {hint}")
+    if not p.is_dir():
+        raise UserError(f"'{p}' is not a folder: pass a folder of images")
+    files = sorted((f for f in p.iterdir() if is_image(f)), key=lambda f: f.name)
+    if not files:
+        suffixes = ", ".join(IMAGE_SUFFIXES)
+        raise UserError(f"image folder '{p}' holds no images ({suffixes}): {hint}")
+    return files
+
+
+def lr_candidates(hr_file: Path, lr_dir: Path, scale: float) -> list[Path]:
+    """LR names that may belong to ``hr_file`` at ``scale``, most specific first.
+
+    ``<stem>x{s}<suffix>`` (DIV2K, the benchmark bundle and ``make_lr.py``), then ``<stem><suffix>``
+    (a folder of LR files that keep the HR names), for every image suffix, the HR's own first.
+    """
+    tag = f"x{format_scale(scale)}"
+    suffixes = [hr_file.suffix, *(s for s in IMAGE_SUFFIXES if s != hr_file.suffix.lower())]
+    names = [f"{hr_file.stem}{tag}{s}" for s in suffixes] + [f"{hr_file.stem}{s}" for s in suffixes]
+    return [lr_dir / n for n in names]
+
+
+def pair_by_name(
+    hr_files: list[Path], lr_dir: str | os.PathLike[str], scale: float
+) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """Match each HR file to its LR file in ``lr_dir`` by name.
+
+    ``<stem>.png`` pairs with ``<stem>x{s}.png`` (also any image suffix, and an LR that keeps the
+    HR's own name). Sorted positions are never used.
+
+    Returns:
+        ``pairs``: ``(hr, lr)`` in the order of ``hr_files``.
+        ``unpaired``: files without a partner: HR files with no LR, then LR files with no HR
+        (sorted), so the caller can list them in one message.
+
+    Raises:
+        UserError: ``lr_dir`` does not exist or holds no images.
+    """
+    lr_dir = Path(lr_dir)
+    lr_files = list_images(lr_dir, hint=f"make it with scripts/make_lr.py or {_HINT_DIV2K}")
+    available = {f.name: f for f in lr_files}
+    pairs: list[tuple[Path, Path]] = []
+    unpaired: list[Path] = []
+    used: set[str] = set()
+    for hr in hr_files:
+        match = next((c for c in lr_candidates(hr, lr_dir, scale) if c.name in available), None)
+        if match is None:
+            unpaired.append(hr)
+        else:
+            pairs.append((hr, available[match.name]))
+            used.add(match.name)
+    unpaired.extend(f for f in lr_files if f.name not in used)
+    return pairs, unpaired
+
+
+def require_pairs(
+    hr_files: list[Path], lr_dir: str | os.PathLike[str], scale: float
+) -> list[tuple[Path, Path]]:
+    """:func:`pair_by_name`, but any unpaired file is an error that lists them (up to 10)."""
+    pairs, unpaired = pair_by_name(hr_files, lr_dir, scale)
+    if unpaired:
+        shown = ", ".join(str(p) for p in unpaired[:10])
+        more = f" and {len(unpaired) - 10} more" if len(unpaired) > 10 else ""
+        raise UserError(
+            f"{len(unpaired)} file(s) have no HR/LR partner at x{format_scale(scale)} "
+            f"in '{lr_dir}': {shown}{more}; LR names must be <stem>x{format_scale(scale)}.png"
+        )
+    return pairs
+
+
+# --- DIV2K ------------------------------------------------------------------------------------
+
+
+def div2k_hr_dir(root: str | os.PathLike[str] | None = None, split: str = "train") -> Path:
+    """``root/DIV2K_train_HR`` or ``root/DIV2K_valid_HR``; ``split`` is ``train`` or ``valid``."""
+    if split not in ("train", "valid"):
+        raise UserError(f"DIV2K split '{split}' is unknown: use 'train' or 'valid'")
+    return data_root(root) / f"DIV2K_{split}_HR"
+
+
+def div2k_lr_dir(root: str | os.PathLike[str] | None, scale: float, split: str = "valid") -> Path:
+    """``root/DIV2K_{split}_LR_bicubic/X{s}``: the MATLAB-bicubic LR images shipped with DIV2K."""
+    if split not in ("train", "valid"):
+        raise UserError(f"DIV2K split '{split}' is unknown: use 'train' or 'valid'")
+    return data_root(root) / f"DIV2K_{split}_LR_bicubic" / f"X{format_scale(scale)}"
+
+
+def div2k_images(root: str | os.PathLike[str] | None = None, split: str = "train") -> list[Path]:
+    """The DIV2K HR images of a split (800 train, 100 valid), with a download hint if missing."""
+    return list_images(div2k_hr_dir(root, split), hint=_HINT_DIV2K)
+
+
+# --- Benchmarks (Set5, Set14, B100, Urban100) -----------------------------------------------------
+
+
+def benchmark_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """``root/benchmark``: where ``scripts/download_benchmarks.sh`` unpacks the bundle."""
+    return data_root(root) / "benchmark"
+
+
+def benchmark_hr_dir(name: str, root: str | os.PathLike[str] | None = None) -> Path:
+    """``<benchmark root>/<name>/HR``. ``root`` is the folder holding ``Set5`` etc."""
+    base = Path(root) if root is not None else benchmark_root()
+    return base / name / "HR"
+
+
+def benchmark_lr_dir(name: str, scale: float, root: str | os.PathLike[str] | None = None) -> Path:
+    """``<benchmark root>/<name>/LR_bicubic/X{s}``."""
+    base = Path(root) if root is not None else benchmark_root()
+    return base / name / "LR_bicubic" / f"X{format_scale(scale)}"
+
+
+def benchmark_images(name: str, root: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The HR images of one benchmark set, with a download hint if missing."""
+    return list_images(benchmark_hr_dir(name, root), hint=_HINT_BENCH)
