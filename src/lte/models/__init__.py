@@ -1,0 +1,21 @@
+"""Networks: encoders (EDSR, RDN, SwinIR), implicit decoders (LTE, LIIF, Meta-SR) and their composition."""
+
+from lte.models.build import build_model, instantiate_model, model_config
+from lte.models.decoders import LIIFDecoder, LTEDecoder, MetaSRDecoder
+from lte.models.edsr import EDSR
+from lte.models.rdn import RDN
+from lte.models.sr import SRModel
+from lte.models.swinir import SwinIR
+
+__all__ = [
+    "EDSR",
+    "RDN",
+    "LIIFDecoder",
+    "LTEDecoder",
+    "MetaSRDecoder",
+    "SRModel",
+    "SwinIR",
+    "build_model",
+    "instantiate_model",
+    "model_config",
+]

@@ -1,0 +1,82 @@
+"""RDN as a feature extractor (Zhang et al., "Residual Dense Network for Image SR", CVPR 2018).
+
+Configuration B of the paper is the default: G0 = 64, D = 16 blocks, C = 8 layers, G = 64. Used
+without its upsampler; module names follow the released checkpoints (``SFENet1``, ``RDBs``, ``GFF``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class DenseLayer(nn.Module):
+    """conv(k×k) → ReLU, whose output is concatenated to its input (dense connectivity)."""
+
+    def __init__(self, in_ch: int, growth: int, kernel: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(in_ch, growth, kernel, padding=kernel // 2), nn.ReLU(inplace=True)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([x, self.conv(x)], dim=1)
+
+
+class RDB(nn.Module):
+    """Residual dense block: C dense layers, 1×1 local feature fusion back to G0, plus the identity."""
+
+    def __init__(self, g0: int, growth: int, n_layers: int, kernel: int = 3) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(
+            *[DenseLayer(g0 + i * growth, growth, kernel) for i in range(n_layers)]
+        )
+        self.LFF = nn.Conv2d(g0 + n_layers * growth, g0, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.LFF(self.convs(x)) + x
+
+
+class RDN(nn.Module):
+    """RDN feature extractor: two shallow convs, D residual dense blocks, global feature fusion.
+
+    Args:
+        g0: width of the shallow features and of the output (64).
+        n_blocks: residual dense blocks D (16 in configuration B).
+        n_layers: conv layers per block C (8 in configuration B).
+        growth: growth rate G (64 in configuration B).
+        kernel: kernel size of the 3×3 convolutions.
+        in_channels: input channels (3 for RGB).
+
+    Receptive field radius (kernel 3): ``2 + n_blocks * n_layers + 1`` LR pixels (131 for config B).
+    """
+
+    pad_multiple = 0
+
+    def __init__(
+        self,
+        g0: int = 64,
+        n_blocks: int = 16,
+        n_layers: int = 8,
+        growth: int = 64,
+        kernel: int = 3,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        self.out_channels = g0
+        self.receptive_radius = (kernel // 2) * (3 + n_blocks * n_layers)
+        self.SFENet1 = nn.Conv2d(in_channels, g0, kernel, padding=kernel // 2)
+        self.SFENet2 = nn.Conv2d(g0, g0, kernel, padding=kernel // 2)
+        self.RDBs = nn.ModuleList([RDB(g0, growth, n_layers, kernel) for _ in range(n_blocks)])
+        self.GFF = nn.Sequential(
+            nn.Conv2d(n_blocks * g0, g0, 1), nn.Conv2d(g0, g0, kernel, padding=kernel // 2)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        shallow = self.SFENet1(x)
+        x = self.SFENet2(shallow)
+        outs = []
+        for block in self.RDBs:
+            x = block(x)
+            outs.append(x)
+        return self.GFF(torch.cat(outs, dim=1)) + shallow  # (B, G0, h, w)
