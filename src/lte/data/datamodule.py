@@ -1,0 +1,219 @@
+"""The LightningDataModule: folders in, training batches and validation loaders out.
+
+It only wires the pieces: folder scanning (:mod:`lte.data.layouts`), validated and cached images
+(:class:`lte.data.store.ImageStore`) and the data sets (:mod:`lte.data.datasets`). ``batch_size``
+is the GLOBAL batch, as papers report it; each device gets ``batch_size / world_size``. Distributed
+sampling is left to Lightning, which wraps these loaders in a ``DistributedSampler`` itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from lte.data.datasets import (
+    FixedPatchDataset,
+    RandomScaleDataset,
+    check_sampling,
+    fixed_scale_specs,
+    mixed_scale_specs,
+)
+from lte.data.layouts import format_scale, list_images
+from lte.data.store import ImageStore
+from lte.errors import UserError
+
+#: The checkout that holds ``src/lte``: relative data paths fall back to it (``data/sample``).
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+def resolve_dir(path: str | os.PathLike[str], option: str) -> Path:
+    """A data folder from the config: as given (relative to the cwd), else under the project root.
+
+    The fallback lets ``data=sample`` find the bundled photos from any working directory.
+    """
+    if path is None or str(path) in ("", "???"):
+        raise UserError(f"{option} is not set: pass {option}=/path/to/images")
+    p = Path(os.path.expanduser(str(path)))
+    if not p.is_absolute() and not p.exists() and (PROJECT_ROOT / p).exists():
+        return PROJECT_ROOT / p
+    return p
+
+
+def download_hint(path: Path) -> str:
+    """How to get the data for a folder, going by its name."""
+    text = str(path)
+    if "DIV2K" in text:
+        return "run scripts/download_div2k.sh (see docs/data.md)"
+    if any(name in text for name in ("Set5", "Set14", "B100", "Urban100", "benchmark")):
+        return "run scripts/download_benchmarks.sh (see docs/data.md)"
+    return (
+        "check the path, run scripts/download_div2k.sh for DIV2K, or use data=sample "
+        "for the bundled photos (see docs/data.md)"
+    )
+
+
+class SRDataModule(L.LightningDataModule):
+    """Arbitrary-scale SR data: random-scale training patches, fixed validation patches.
+
+    Args:
+        train_dir: folder of HR training images.
+        val_dir: folder of HR validation images.
+        inp_size: LR patch side for training (48).
+        scale_min, scale_max: training scales ``U(scale_min, scale_max)`` (1, 4).
+        sample_q: HR query pixels per training sample (2304).
+        augment: random flips and transpose in training.
+        batch_size: GLOBAL training batch (16); per device ``batch_size / world_size``.
+        repeat: times each training image is seen per epoch (DIV2K recipe: 20).
+        num_workers, pin_memory, persistent_workers: DataLoader settings.
+        cache: ``none``, ``memory`` or ``disk`` (see :mod:`lte.data.store`).
+        cache_dir: folder for the ``disk`` cache.
+        val_scales: fixed validation scales (one loader each, after the mixed-scale loader).
+        val_inp_size: LR patch side of validation patches (48).
+        val_patches: patches per validation image, in every validation loader.
+        seed: fixes the validation patches (positions and scales).
+    """
+
+    def __init__(
+        self,
+        train_dir: str | os.PathLike[str],
+        val_dir: str | os.PathLike[str],
+        *,
+        inp_size: int = 48,
+        scale_min: float = 1.0,
+        scale_max: float = 4.0,
+        sample_q: int = 2304,
+        augment: bool = True,
+        batch_size: int = 16,
+        repeat: int = 1,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        cache: str = "none",
+        cache_dir: str | os.PathLike[str] | None = None,
+        val_scales: Sequence[float] = (2, 3, 4, 6),
+        val_inp_size: int = 48,
+        val_patches: int = 1,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        check_sampling(inp_size, scale_min, scale_max, sample_q, repeat)
+        if batch_size < 1:
+            raise UserError(f"data.batch_size={batch_size} must be at least 1")
+        if val_patches < 1:
+            raise UserError(f"data.val_patches={val_patches} must be at least 1")
+        if any(float(s) < 1 for s in val_scales):
+            raise UserError(f"data.val_scales={list(val_scales)}: every scale must be >= 1")
+        self.train_dir = train_dir
+        self.val_dir = val_dir
+        self.inp_size = int(inp_size)
+        self.scale_min = float(scale_min)
+        self.scale_max = float(scale_max)
+        self.sample_q = int(sample_q)
+        self.augment = bool(augment)
+        self.batch_size = int(batch_size)
+        self.repeat = int(repeat)
+        self.num_workers = int(num_workers)
+        self.pin_memory = bool(pin_memory)
+        self.persistent_workers = bool(persistent_workers)
+        self.cache = cache
+        self.cache_dir = cache_dir
+        self.val_scales = [float(s) for s in val_scales]
+        self.val_inp_size = int(val_inp_size)
+        self.val_patches = int(val_patches)
+        self.seed = int(seed)
+        self.train_set: RandomScaleDataset | None = None
+        self.val_sets: list[FixedPatchDataset] | None = None
+
+    @property
+    def val_names(self) -> list[str]:
+        """Metric names of the validation loaders: ``psnr`` (mixed scales), then ``psnr_x{s}``."""
+        return ["psnr"] + [f"psnr_x{format_scale(s)}" for s in self.val_scales]
+
+    def world_size(self) -> int:
+        """Processes sharing the global batch (1 without an attached trainer)."""
+        return int(self.trainer.world_size) if self.trainer is not None else 1
+
+    def per_device_batch(self) -> int:
+        """``batch_size / world_size``; a UserError if it does not divide."""
+        world = self.world_size()
+        if self.batch_size % world:
+            raise UserError(
+                f"data.batch_size={self.batch_size} is the global batch and must divide by the "
+                f"{world} devices (world size): use a multiple of {world}"
+            )
+        return self.batch_size // world
+
+    def _store(self, folder: str | os.PathLike[str], option: str, min_size: int) -> ImageStore:
+        path = resolve_dir(folder, option)
+        files = list_images(path, hint=download_hint(path))
+        return ImageStore(
+            files,
+            min_size=min_size,
+            cache=self.cache,
+            cache_dir=self.cache_dir,
+            what=f"{option} '{path}'",
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        """Scan and validate the folders (errors before any step runs) and build the data sets."""
+        self.per_device_batch()
+        if stage in (None, "fit") and self.train_set is None:
+            store = self._store(
+                self.train_dir, "data.train_dir", round(self.inp_size * self.scale_max)
+            )
+            self.train_set = RandomScaleDataset(
+                store,
+                inp_size=self.inp_size,
+                scale_min=self.scale_min,
+                scale_max=self.scale_max,
+                sample_q=self.sample_q,
+                augment=self.augment,
+                repeat=self.repeat,
+            )
+        if stage in (None, "fit", "validate") and self.val_sets is None:
+            largest = max([self.scale_max, *self.val_scales])
+            store = self._store(self.val_dir, "data.val_dir", round(self.val_inp_size * largest))
+            common = {"inp_size": self.val_inp_size, "patches": self.val_patches}
+            specs = [
+                mixed_scale_specs(
+                    store.shapes,
+                    scale_min=self.scale_min,
+                    scale_max=self.scale_max,
+                    seed=self.seed,
+                    **common,
+                )
+            ]
+            specs += [
+                fixed_scale_specs(store.shapes, scale=s, seed=self.seed + 1 + k, **common)
+                for k, s in enumerate(self.val_scales)
+            ]
+            self.val_sets = [
+                FixedPatchDataset(store, sp, inp_size=self.val_inp_size) for sp in specs
+            ]
+
+    def _loader(self, dataset: object, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,  # type: ignore[arg-type]
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled random-scale batches of ``batch_size / world_size`` (last partial batch dropped)."""
+        if self.train_set is None:
+            self.setup("fit")
+        return self._loader(self.train_set, self.per_device_batch(), shuffle=True)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        """Loader 0: mixed scales (``val/psnr``); loader i: ``val_scales[i-1]``. Batch size 1 each."""
+        if self.val_sets is None:
+            self.setup("validate")
+        return [self._loader(ds, 1, shuffle=False) for ds in self.val_sets]  # type: ignore[union-attr]

@@ -1,0 +1,158 @@
+"""Torch data sets over an :class:`ImageStore`: random-scale training and deterministic validation.
+
+The training set draws a fresh random sample on every access (torch's RNG, seeded per DataLoader
+worker). The validation sets fix every random choice when they are built, from ``seed`` and the
+sorted file list alone, so every epoch and every DDP rank sees the very same patches and scales.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from lte.data.sampling import train_sample, val_sample
+from lte.data.store import ImageStore
+from lte.errors import UserError
+
+
+class RandomScaleDataset(Dataset):
+    """The paper's training set: each image ``repeat`` times an epoch, a random-scale sample each.
+
+    Args:
+        store: the training images (each at least ``round(inp_size · scale_max)`` px).
+        inp_size: LR patch side (48).
+        scale_min, scale_max: the scale range ``U(scale_min, scale_max)`` (1, 4).
+        sample_q: HR query pixels per sample (2304).
+        augment: random flips and transpose.
+        repeat: times each image is seen per epoch (20 for DIV2K).
+    """
+
+    def __init__(
+        self,
+        store: ImageStore,
+        *,
+        inp_size: int = 48,
+        scale_min: float = 1.0,
+        scale_max: float = 4.0,
+        sample_q: int = 2304,
+        augment: bool = True,
+        repeat: int = 1,
+    ) -> None:
+        check_sampling(inp_size, scale_min, scale_max, sample_q, repeat)
+        self.store = store
+        self.inp_size = inp_size
+        self.scale_min = float(scale_min)
+        self.scale_max = float(scale_max)
+        self.sample_q = sample_q
+        self.augment = augment
+        self.repeat = repeat
+
+    def __len__(self) -> int:
+        return len(self.store) * self.repeat
+
+    def __getitem__(self, idx: int) -> dict[str, Tensor]:
+        img = self.store.get(idx % len(self.store))
+        return train_sample(
+            img,
+            inp_size=self.inp_size,
+            scale_min=self.scale_min,
+            scale_max=self.scale_max,
+            sample_q=self.sample_q,
+            augment_flips=self.augment,
+        )
+
+
+def check_sampling(
+    inp_size: int, scale_min: float, scale_max: float, sample_q: int, repeat: int = 1
+) -> None:
+    """Reject sampler settings that cannot work, naming the option."""
+    if inp_size < 1:
+        raise UserError(f"data.inp_size={inp_size} must be a positive number of pixels")
+    if not 1 <= scale_min <= scale_max:
+        raise UserError(
+            f"data.scale_min={scale_min}, data.scale_max={scale_max}: need 1 <= scale_min <= scale_max"
+        )
+    smallest = round(inp_size * scale_min) ** 2
+    if not 1 <= sample_q <= smallest:
+        raise UserError(
+            f"data.sample_q={sample_q} must be between 1 and {smallest}, the pixels of the smallest "
+            f"HR crop (round(inp_size*scale_min)^2)"
+        )
+    if repeat < 1:
+        raise UserError(f"data.repeat={repeat} must be at least 1")
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    """One fixed validation patch: which image, where, and how large the HR side is."""
+
+    image: int
+    y0: int
+    x0: int
+    size_hr: int
+
+
+def mixed_scale_specs(
+    shapes: list[tuple[int, int]],
+    *,
+    inp_size: int,
+    scale_min: float,
+    scale_max: float,
+    patches: int,
+    seed: int,
+) -> list[PatchSpec]:
+    """Patches whose HR sides are spread evenly over ``[round(inp·scale_min), round(inp·scale_max)]``.
+
+    The ``N = len(shapes) · patches`` HR sides are the centres of ``N`` equal bins of the range,
+    rounded to whole pixels (so every scale ``size_hr / inp`` is exact), dealt to patches in a
+    seeded random order so that no image always gets the small scales. Positions are seeded too.
+    """
+    g = torch.Generator().manual_seed(seed)
+    n = len(shapes) * patches
+    lo, hi = inp_size * scale_min, inp_size * scale_max
+    sides = [round(lo + (hi - lo) * (k + 0.5) / n) for k in range(n)]
+    order = torch.randperm(n, generator=g).tolist()
+    return _place([sides[k] for k in order], shapes, patches, g)
+
+
+def fixed_scale_specs(
+    shapes: list[tuple[int, int]], *, inp_size: int, scale: float, patches: int, seed: int
+) -> list[PatchSpec]:
+    """``patches`` patches per image at one scale (HR side ``round(inp · scale)``), seeded positions."""
+    g = torch.Generator().manual_seed(seed)
+    side = round(inp_size * scale)
+    return _place([side] * (len(shapes) * patches), shapes, patches, g)
+
+
+def _place(
+    sides: list[int], shapes: list[tuple[int, int]], patches: int, g: torch.Generator
+) -> list[PatchSpec]:
+    """Give patch ``k`` (image ``k // patches``) a seeded random position that fits its side."""
+    specs = []
+    for k, side in enumerate(sides):
+        i = k // patches
+        h, w = shapes[i]
+        y0 = int(torch.randint(0, h - side + 1, (), generator=g))
+        x0 = int(torch.randint(0, w - side + 1, (), generator=g))
+        specs.append(PatchSpec(i, y0, x0, side))
+    return specs
+
+
+class FixedPatchDataset(Dataset):
+    """Validation patches fixed in advance (:class:`PatchSpec`), each with all its HR pixels."""
+
+    def __init__(self, store: ImageStore, specs: list[PatchSpec], *, inp_size: int = 48) -> None:
+        self.store = store
+        self.specs = specs
+        self.inp_size = inp_size
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def __getitem__(self, idx: int) -> dict[str, Tensor]:
+        sp = self.specs[idx]
+        img = self.store.get(sp.image)
+        return val_sample(img, y0=sp.y0, x0=sp.x0, size_hr=sp.size_hr, inp_size=self.inp_size)
