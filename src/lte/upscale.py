@@ -42,7 +42,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def round_half_up(x: float) -> int:
     """Round to nearest with halves up, so sizes don't depend on banker's rounding."""
-    return int(math.floor(x + 0.5))
+    return math.floor(x + 0.5)
 
 
 def output_size(
