@@ -1,0 +1,331 @@
+"""Compare methods across test sets and scales from ``lte.test`` results files: markdown, PNG, W&B.
+
+    python -m lte.compare results/*.json --out compare/ --published --baseline rdn-liif
+
+Each results record (see :mod:`lte.evaluate`) becomes one cell of a method × (test set, scale) grid.
+A method is ``<encoder>-<model>`` (``rdn-lte``); when two checkpoints share that name, the checkpoint's
+file stem is appended so neither hides the other. Published numbers (:mod:`lte.published`) are
+labelled ``... (paper)``. Writes ``comparison.md`` (one table per test set, best PSNR per column in
+bold, deltas against ``--baseline``), ``comparison.png`` (PSNR against scale, one line per method,
+one panel per test set) and ``comparison.csv`` (the merged records with their method labels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lte.errors import UserError, exit_on_user_error
+from lte.evaluate import RESULT_KEYS, read_results
+from lte.published import PUBLISHED_CKPT, UNCHECKED, published_records
+
+#: Suffix of published rows' labels.
+PAPER_TAG = " (paper)"
+
+
+def method_label(rec: dict[str, Any]) -> str:
+    """``<encoder>-<model>``, ``bicubic`` for the bicubic row, ``... (paper)`` for published rows."""
+    base = "bicubic" if rec["model"] == "bicubic" else f"{rec['encoder']}-{rec['model']}"
+    return base + PAPER_TAG if rec["ckpt"] == PUBLISHED_CKPT else base
+
+
+def label_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of ``records`` with a ``method`` key; names shared by several checkpoints get the stem.
+
+    The stem (or, if stems collide too, the full path) keeps two runs of the same architecture
+    apart, e.g. ``rdn-lte [epoch-1000]`` next to ``rdn-lte [official]``.
+    """
+    ckpts: dict[str, set[str]] = defaultdict(set)
+    for rec in records:
+        ckpts[method_label(rec)].add(str(rec["ckpt"]))
+    out = []
+    for rec in records:
+        label = method_label(rec)
+        if len(ckpts[label]) > 1:
+            stems = [Path(c).stem for c in ckpts[label]]
+            ckpt = str(rec["ckpt"])
+            tag = Path(ckpt).stem if len(set(stems)) == len(stems) else ckpt
+            label = f"{label} [{tag}]"
+        out.append({**rec, "method": label})
+    return out
+
+
+def _column_names(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """Test-set names for table headers; a set scored under two protocols shows the protocol."""
+    protocols: dict[str, set[str]] = defaultdict(set)
+    for rec in records:
+        protocols[rec["testset"]].add(rec["protocol"])
+    return {
+        (t, p): t if len(protocols[t]) == 1 else f"{t} [{p}]"
+        for t, ps in protocols.items()
+        for p in ps
+    }
+
+
+def _fmt_scale(scale: float) -> str:
+    s = float(scale)
+    return f"x{int(s)}" if s.is_integer() else f"x{s:g}"
+
+
+def _methods_in_order(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Published rows first (the reference), then measured methods in the order they appear."""
+    seen: dict[str, None] = {}
+    for rec in sorted(records, key=lambda r: r["ckpt"] != PUBLISHED_CKPT):
+        seen.setdefault(rec["method"], None)
+    return list(seen)
+
+
+def build_grid(
+    records: Sequence[dict[str, Any]],
+) -> dict[tuple[str, str], dict[str, dict[float, float]]]:
+    """``{(testset, protocol): {method: {scale: psnr}}}`` from labelled records.
+
+    Raises:
+        UserError: two records give different PSNRs for the same method, test set and scale.
+    """
+    grid: dict[tuple[str, str], dict[str, dict[float, float]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
+    for rec in records:
+        if rec["psnr"] is None:
+            continue
+        cell = grid[(rec["testset"], rec["protocol"])][rec["method"]]
+        scale = float(rec["scale"])
+        if scale in cell and abs(cell[scale] - rec["psnr"]) > 1e-9:
+            raise UserError(
+                f"two results for {rec['method']} on {rec['testset']} {_fmt_scale(scale)} "
+                f"({cell[scale]:.4f} and {rec['psnr']:.4f}): pass each checkpoint's results once"
+            )
+        cell[scale] = float(rec["psnr"])
+    return grid
+
+
+def markdown_tables(records: Sequence[dict[str, Any]], baseline: str | None = None) -> str:
+    """One markdown table per test set: methods × scales, best PSNR per column in bold.
+
+    With ``baseline`` each other cell shows its difference to the baseline method, ``(+0.05)``.
+
+    Raises:
+        UserError: ``baseline`` names no method in the records.
+    """
+    methods = _methods_in_order(records)
+    if baseline is not None and baseline not in methods:
+        raise UserError(f"--baseline '{baseline}' is not a method here: choose one of {methods}")
+    grid = build_grid(records)
+    names = _column_names(records)
+    lines = ["# PSNR (dB)", ""]
+    if baseline is not None:
+        lines += [f"Differences in parentheses are against `{baseline}`.", ""]
+    for key in sorted(grid, key=lambda k: names[k]):
+        table = grid[key]
+        scales = sorted({s for row in table.values() for s in row})
+        best = {s: max(row[s] for row in table.values() if s in row) for s in scales}
+        base_row = table.get(baseline, {}) if baseline else {}
+        lines.append(f"## {names[key]} ({key[1]} protocol)")
+        lines.append("")
+        lines.append("| method | " + " | ".join(_fmt_scale(s) for s in scales) + " |")
+        lines.append("|---|" + "---:|" * len(scales))
+        for method in methods:
+            if method not in table:
+                continue
+            row = table[method]
+            cells = []
+            for s in scales:
+                if s not in row:
+                    cells.append("–")
+                    continue
+                text = f"{row[s]:.2f}"
+                if math.isclose(row[s], best[s], abs_tol=5e-3):
+                    text = f"**{text}**"
+                if baseline and method != baseline and s in base_row:
+                    text += f" ({row[s] - base_row[s]:+.2f})"
+                cells.append(text)
+            shown = method
+            if method.endswith(PAPER_TAG) and _unchecked(method):
+                shown += " †"
+            lines.append(f"| {shown} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if any(_unchecked(m) for m in methods if m.endswith(PAPER_TAG)):
+        lines.append("† not yet checked against the paper (SPEC.md).")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _unchecked(method: str) -> bool:
+    base = method.removesuffix(PAPER_TAG)
+    return any(f"{enc}-{model}" == base for enc, model in UNCHECKED)
+
+
+def plot_psnr(records: Sequence[dict[str, Any]], path: Path) -> None:
+    """PSNR against scale, one line per method and one panel per test set, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = build_grid(records)
+    names = _column_names(records)
+    keys = sorted(grid, key=lambda k: names[k])
+    methods = _methods_in_order(records)
+    n = max(len(keys), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.8), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=False):
+        for method in methods:
+            row = grid[key].get(method)
+            if not row:
+                continue
+            scales = sorted(row)
+            style = "--" if method.endswith(PAPER_TAG) else "-"
+            ax.plot(scales, [row[s] for s in scales], style, marker="o", ms=3, label=method)
+        ax.set_title(f"{names[key]} ({key[1]})")
+        ax.set_xlabel("scale")
+        ax.set_ylabel("PSNR (dB)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _csv(records: Sequence[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    cols = ["method", *RESULT_KEYS]
+    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    writer.writeheader()
+    for rec in records:
+        writer.writerow({k: "" if rec.get(k) is None else rec[k] for k in cols})
+    return buf.getvalue()
+
+
+def gather(
+    results: Sequence[str | os.PathLike[str]], *, published: bool = False
+) -> list[dict[str, Any]]:
+    """Read results files, optionally add the published rows for the same test sets and scales."""
+    records: list[dict[str, Any]] = []
+    for path in results:
+        records.extend(read_results(path))
+    if published:
+        testsets = {r["testset"] for r in records} if records else None
+        scales = {float(r["scale"]) for r in records} if records else None
+        records.extend(published_records(testsets, scales))
+    if not records:
+        raise UserError("no results to compare: pass results files (or --published)")
+    return label_records(records)
+
+
+def compare(
+    results: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    baseline: str | None = None,
+    published: bool = False,
+    use_wandb: bool = False,
+    wandb_project: str = "lte",
+) -> dict[str, Path]:
+    """Write ``comparison.md``, ``comparison.png`` and ``comparison.csv`` into ``out``.
+
+    Returns the written paths by kind (``markdown``, ``plot``, ``csv``).
+    """
+    records = gather(results, published=published)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = markdown_tables(records, baseline)
+    paths = {
+        "markdown": out_dir / "comparison.md",
+        "plot": out_dir / "comparison.png",
+        "csv": out_dir / "comparison.csv",
+    }
+    _atomic_write(paths["markdown"], md)
+    _atomic_write(paths["csv"], _csv(records))
+    plot_psnr(records, paths["plot"])
+    if use_wandb:
+        log_comparison_to_wandb(records, md, paths["plot"], out_dir, project=wandb_project)
+    return paths
+
+
+def log_comparison_to_wandb(
+    records: Sequence[dict[str, Any]], markdown: str, plot: Path, out_dir: Path, *, project: str
+) -> None:
+    """Log the table and the plot to one W&B run (offline, under ``out_dir``, without an API key)."""
+    import wandb
+
+    mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    cols = ["method", *RESULT_KEYS]
+    run = wandb.init(
+        project=project, job_type="compare", name="comparison", mode=mode, dir=str(out_dir)
+    )
+    try:
+        table = wandb.Table(columns=cols, data=[[rec.get(c) for c in cols] for rec in records])
+        run.log(
+            {
+                "compare/table": table,
+                "compare/psnr_vs_scale": wandb.Image(str(plot)),
+                "compare/markdown": wandb.Html(f"<pre>{markdown}</pre>"),
+            }
+        )
+    finally:
+        run.finish()
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="lte-compare",
+        description="Compare lte.test results files: markdown table, PSNR-vs-scale plot, W&B.",
+    )
+    parser.add_argument("results", nargs="*", help="results JSON files written by lte.test")
+    parser.add_argument("--out", required=True, help="folder for comparison.md/.png/.csv")
+    parser.add_argument("--baseline", help="method to show differences against, e.g. rdn-liif")
+    parser.add_argument(
+        "--published", action="store_true", help="add the paper's numbers as reference rows"
+    )
+    parser.add_argument("--wandb", action="store_true", help="log table and plot to W&B")
+    parser.add_argument("--wandb-project", default="lte", help="W&B project (default: lte)")
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point ``lte-compare`` / ``python -m lte.compare``."""
+    args = parse_args(argv)
+    paths = compare(
+        args.results,
+        args.out,
+        baseline=args.baseline,
+        published=args.published,
+        use_wandb=args.wandb,
+        wandb_project=args.wandb_project,
+    )
+    print(paths["markdown"].read_text())
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+
+
+if __name__ == "__main__":
+    main()
