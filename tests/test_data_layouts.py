@@ -1,0 +1,103 @@
+"""Folder layouts: listing images, pairing LR with HR by name, DIV2K and benchmark paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lte.data.images import save_rgb
+from lte.data.layouts import (
+    benchmark_hr_dir,
+    benchmark_images,
+    benchmark_lr_dir,
+    div2k_hr_dir,
+    div2k_images,
+    div2k_lr_dir,
+    format_scale,
+    list_images,
+    pair_by_name,
+    require_pairs,
+)
+from lte.errors import UserError
+
+TINY = np.zeros((4, 4, 3), dtype=np.uint8)
+
+
+def touch_images(folder: Path, names: list[str]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        save_rgb(TINY, folder / n)
+    return [folder / n for n in names]
+
+
+def test_list_images_sorted_and_filtered(tmp_path: Path) -> None:
+    touch_images(tmp_path, ["b.png", "a.JPG", "c.webp", "d.bmp", "e.tif"])
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / ".hidden.png").write_bytes(b"")
+    (tmp_path / "X2").mkdir()
+    names = [p.name for p in list_images(tmp_path)]
+    assert names == ["a.JPG", "b.png", "c.webp", "d.bmp", "e.tif"]
+
+
+def test_list_images_missing_and_empty(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"'.*nowhere' does not exist: check the path"):
+        list_images(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds no images"):
+        list_images(tmp_path / "empty")
+    f = touch_images(tmp_path, ["x.png"])[0]
+    with pytest.raises(UserError, match="is not a folder"):
+        list_images(f)
+
+
+def test_pair_by_name_not_position(tmp_path: Path) -> None:
+    # Sorted positions would pair a<->b, b<->c: names must win, and the odd ones be listed.
+    hr = touch_images(tmp_path / "HR", ["a.png", "b.png", "c.png"])
+    lr_dir = tmp_path / "LR_bicubic" / "X2"
+    touch_images(lr_dir, ["bx2.png", "cx2.png", "dx2.png"])
+    pairs, unpaired = pair_by_name(hr, lr_dir, 2)
+    assert [(h.name, lr.name) for h, lr in pairs] == [("b.png", "bx2.png"), ("c.png", "cx2.png")]
+    assert [p.name for p in unpaired] == ["a.png", "dx2.png"]
+    with pytest.raises(
+        UserError, match=r"2 file\(s\) have no HR/LR partner at x2.*a\.png.*dx2\.png"
+    ):
+        require_pairs(hr, lr_dir, 2)
+
+
+def test_pair_div2k_and_same_name_and_fractional(tmp_path: Path) -> None:
+    hr = touch_images(tmp_path / "HR", ["0801.png", "0802.png"])
+    lr_dir = tmp_path / "X4"
+    touch_images(lr_dir, ["0801x4.png", "0802.png"])  # DIV2K naming, and an LR keeping its HR name
+    pairs, unpaired = pair_by_name(hr, lr_dir, 4.0)
+    assert [lr.name for _, lr in pairs] == ["0801x4.png", "0802.png"]
+    assert unpaired == []
+    lr25 = tmp_path / "X2.5"
+    touch_images(lr25, ["0801x2.5.png", "0802x2.5.jpg"])
+    pairs, unpaired = pair_by_name(hr, lr25, 2.5)
+    assert [lr.name for _, lr in pairs] == ["0801x2.5.png", "0802x2.5.jpg"] and not unpaired
+
+
+def test_layout_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert format_scale(2.0) == "2" and format_scale(2.5) == "2.5"
+    assert div2k_hr_dir(tmp_path, "valid") == tmp_path / "DIV2K_valid_HR"
+    assert div2k_lr_dir(tmp_path, 3) == tmp_path / "DIV2K_valid_LR_bicubic" / "X3"
+    assert benchmark_hr_dir("Set5", tmp_path) == tmp_path / "Set5" / "HR"
+    assert benchmark_lr_dir("Urban100", 4, tmp_path) == tmp_path / "Urban100" / "LR_bicubic" / "X4"
+    monkeypatch.setenv("LTE_DATA", str(tmp_path))
+    assert div2k_hr_dir() == tmp_path / "DIV2K_train_HR"
+    assert benchmark_hr_dir("B100") == tmp_path / "benchmark" / "B100" / "HR"
+    with pytest.raises(UserError, match="split 'test'"):
+        div2k_hr_dir(tmp_path, "test")
+
+
+def test_missing_data_names_download_script(tmp_path: Path) -> None:
+    with pytest.raises(
+        UserError, match=r"DIV2K_train_HR' does not exist: run scripts/download_div2k"
+    ):
+        div2k_images(tmp_path)
+    with pytest.raises(
+        UserError, match=r"Set14.HR' does not exist: run scripts/download_benchmarks"
+    ):
+        benchmark_images("Set14", tmp_path)
