@@ -176,7 +176,11 @@ def plot_psnr(records: Sequence[dict[str, Any]], path: Path) -> None:
     keys = sorted(grid, key=lambda k: names[k])
     methods = _methods_in_order(records)
     n = max(len(keys), 1)
+    # One colour per method across all panels, and one legend for the whole figure.
+    cmap = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
+    colour = {m: cmap(i % cmap.N) for i, m in enumerate(methods)}
     fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.8), squeeze=False)
+    handles: dict[str, Any] = {}
     for ax, key in zip(axes[0], keys, strict=False):
         for method in methods:
             row = grid[key].get(method)
@@ -184,13 +188,19 @@ def plot_psnr(records: Sequence[dict[str, Any]], path: Path) -> None:
                 continue
             scales = sorted(row)
             style = "--" if method.endswith(PAPER_TAG) else "-"
-            ax.plot(scales, [row[s] for s in scales], style, marker="o", ms=3, label=method)
+            (line,) = ax.plot(
+                scales, [row[s] for s in scales], style, marker="o", ms=3, color=colour[method]
+            )
+            handles.setdefault(method, line)
         ax.set_title(f"{names[key]} ({key[1]})")
         ax.set_xlabel("scale")
         ax.set_ylabel("PSNR (dB)")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+    labels = [m for m in methods if m in handles]
+    ncol = min(len(labels), 4) or 1
+    fig.legend([handles[m] for m in labels], labels, loc="lower center", ncol=ncol, fontsize=8)
+    rows_of_legend = math.ceil(len(labels) / ncol)
+    fig.tight_layout(rect=(0, min(0.08 * rows_of_legend, 0.5), 1, 1))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
     os.close(fd)
     try:
@@ -227,14 +237,17 @@ def _csv(records: Sequence[dict[str, Any]]) -> str:
 def gather(
     results: Sequence[str | os.PathLike[str]], *, published: bool = False
 ) -> list[dict[str, Any]]:
-    """Read results files, optionally add the published rows for the same test sets and scales."""
+    """Read results files; with ``published`` add the paper's numbers for the measured cells."""
     records: list[dict[str, Any]] = []
     for path in results:
         records.extend(read_results(path))
     if published:
-        testsets = {r["testset"] for r in records} if records else None
-        scales = {float(r["scale"]) for r in records} if records else None
-        records.extend(published_records(testsets, scales))
+        # Only the (test set, scale) cells that were measured, or every published number if none.
+        cells = {(r["testset"], float(r["scale"])) for r in records}
+        paper = published_records()
+        if cells:
+            paper = [r for r in paper if (r["testset"], float(r["scale"])) in cells]
+        records.extend(paper)
     if not records:
         raise UserError("no results to compare: pass results files (or --published)")
     return label_records(records)

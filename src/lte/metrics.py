@@ -102,6 +102,8 @@ def ssim(pred: Tensor, gt: Tensor, *, border: int, y_channel: bool) -> Tensor:
 
     Gaussian window 11, sigma 1.5, data range 1. The luma for SSIM includes the 16/255 offset
     (:func:`rgb_to_y`): unlike PSNR, SSIM's constants make it sensitive to the absolute level.
+    Computed in float64: SSIM's variances are differences of nearly equal means of squares, and in
+    float32 that cancellation alone moves smooth images' SSIM in the 4th decimal.
     """
     from torchmetrics.functional.image import structural_similarity_index_measure
 
@@ -109,10 +111,14 @@ def ssim(pred: Tensor, gt: Tensor, *, border: int, y_channel: bool) -> Tensor:
         raise ValueError(
             f"prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ"
         )
+    dtype, device = pred.dtype, pred.device
+    if device.type == "mps":  # no float64 there
+        pred, gt = pred.cpu(), gt.cpu()
+    pred, gt = pred.double(), gt.double()
     if y_channel:
         pred, gt = rgb_to_y(pred), rgb_to_y(gt)
     pred, gt = shave(pred, border), shave(gt, border)
-    return structural_similarity_index_measure(
+    out = structural_similarity_index_measure(
         pred,
         gt,
         gaussian_kernel=True,
@@ -121,6 +127,7 @@ def ssim(pred: Tensor, gt: Tensor, *, border: int, y_channel: bool) -> Tensor:
         data_range=1.0,
         reduction="none",
     )
+    return out.to(device=device, dtype=dtype)
 
 
 def ssim_protocol(pred: Tensor, gt: Tensor, scale: float, protocol: Protocol) -> Tensor:

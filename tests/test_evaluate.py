@@ -1,0 +1,294 @@
+"""The test protocol as functions: LR pairs, SwinIR padding, cells, chunking, results files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from conftest import sample_photos
+from lte.data.images import load_rgb, save_rgb, to_tensor
+from lte.data.resize import downsample_pil
+from lte.errors import UserError
+from lte.evaluate import (
+    RESULT_KEYS,
+    ResultRecord,
+    TestSet,
+    evaluate_testset,
+    mirror_pad,
+    pair_from_lr_file,
+    pair_on_the_fly,
+    read_results,
+    super_resolve,
+    write_results,
+)
+from lte.geometry import bilinear_sample, make_coord
+from lte.metrics import psnr_protocol
+from lte.models.build import build_model
+
+
+class BilinearSR(nn.Module):
+    """A parameter-free SR "model": bilinear interpolation of the LR at each query.
+
+    Its output at integer scales equals ``F.interpolate(bilinear, align_corners=False)``, which gives
+    an independent way to compute the PSNR the whole protocol must report.
+    """
+
+    pad_multiple = 0
+
+    def encode(self, lr: Tensor) -> dict[str, Tensor]:
+        return {"inp": lr}
+
+    def query(self, state: dict[str, Tensor], coord: Tensor, cell: Tensor) -> Tensor:
+        return bilinear_sample(state["inp"], coord)
+
+
+class Recording(nn.Module):
+    """Wraps a real model and keeps every query's coordinates and cells, to check the grid."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.coords: list[Tensor] = []
+        self.cells: list[Tensor] = []
+        self.inputs: list[Tensor] = []
+
+    @property
+    def pad_multiple(self) -> int:
+        return self.model.pad_multiple
+
+    def encode(self, lr: Tensor) -> dict[str, Tensor]:
+        self.inputs.append(lr)
+        return self.model.encode(lr)
+
+    def query(self, state: dict[str, Tensor], coord: Tensor, cell: Tensor) -> Tensor:
+        self.coords.append(coord)
+        self.cells.append(cell)
+        return self.model.query(state, coord, cell)
+
+
+def photo(h: int, w: int, index: int = 0) -> np.ndarray:
+    return load_rgb(sample_photos()[index])[100 : 100 + h, 60 : 60 + w].copy()
+
+
+def make_folder(root: Path, *, lr_scales: tuple[int, ...] = (2,)) -> Path:
+    """Two 66x67 crops of real photos with PIL-bicubic LR files for ``lr_scales``."""
+    (root / "HR").mkdir(parents=True)
+    for i in range(2):
+        hr = photo(66, 67, i)
+        save_rgb(hr, root / "HR" / f"img{i}.png")
+        for s in lr_scales:
+            (root / "LR_bicubic" / f"X{s}").mkdir(parents=True, exist_ok=True)
+            h, w = 66 // s, 67 // s
+            save_rgb(
+                downsample_pil(hr[: h * s, : w * s], (h, w)),
+                root / f"LR_bicubic/X{s}/img{i}x{s}.png",
+            )
+    return root
+
+
+# --- mirror padding ---------------------------------------------------------------------------
+
+
+def test_mirror_pad_repeats_the_edge_pixel() -> None:
+    x = torch.arange(5.0).view(1, 1, 5, 1).expand(1, 1, 5, 8)
+    padded, (hp, wp) = mirror_pad(x, 8)
+    assert (hp, wp) == (3, 8)  # a side that is already a multiple still gets a full window
+    assert padded.shape == (1, 1, 8, 16)
+    assert padded[0, 0, :, 0].tolist() == [0, 1, 2, 3, 4, 4, 3, 2]
+
+
+def test_mirror_pad_matches_cat_flip_cut_and_handles_tiny_inputs() -> None:
+    x = torch.rand(1, 3, 11, 6)
+    padded, (hp, wp) = mirror_pad(x, 8)
+    ref = torch.cat([x, x.flip(2)], 2)[:, :, : 11 + hp]
+    ref = torch.cat([ref, ref.flip(3)], 3)[:, :, :, : 6 + wp]
+    assert torch.equal(padded, ref)
+    tiny, _ = mirror_pad(torch.tensor([[[[1.0, 2.0]]]]), 8)  # 1x2 -> 8x8
+    assert tiny[0, 0, 0].tolist() == [1, 2, 2, 1, 1, 2, 2, 1]
+
+
+# --- LR/HR pairs -------------------------------------------------------------------------------
+
+
+def test_pair_on_the_fly_crops_to_a_multiple() -> None:
+    hr = photo(66, 67)
+    lr, crop = pair_on_the_fly(hr, 3)
+    assert lr.shape == (22, 22, 3) and crop.shape == (66, 66, 3)
+    assert np.array_equal(lr, downsample_pil(hr[:66, :66], (22, 22)))
+    lr, crop = pair_on_the_fly(hr, 2.5)  # floor(66/2.5)=26 -> round(65)
+    assert lr.shape == (26, 26, 3) and crop.shape == (65, 65, 3)
+
+
+def test_pair_from_lr_file_checks_the_size() -> None:
+    hr = photo(66, 67)
+    crop = pair_from_lr_file(hr, np.zeros((16, 16, 3), np.uint8), 4, lr_path="a/x4.png")
+    assert crop.shape == (64, 64, 3)
+    with pytest.raises(UserError, match=r"a/bx4\.png"):
+        pair_from_lr_file(hr, np.zeros((17, 16, 3), np.uint8), 4, lr_path="a/bx4.png")
+
+
+# --- prediction --------------------------------------------------------------------------------
+
+
+def test_bilinear_model_reproduces_interpolate() -> None:
+    lr = to_tensor(photo(20, 24)).unsqueeze(0)
+    pred = super_resolve(BilinearSR(), lr, (60, 72), 3, scale_max=4)
+    ref = F.interpolate(lr, size=(60, 72), mode="bilinear", align_corners=False)
+    assert torch.allclose(pred, ref.clamp(0, 1), atol=1e-5)
+
+
+def test_chunking_changes_nothing_and_output_is_not_rounded() -> None:
+    model = build_model("lte", "edsr_tiny").eval()
+    lr = to_tensor(photo(12, 10)).unsqueeze(0)
+    full = super_resolve(model, lr, (36, 30), 3, scale_max=4, chunk=30000)
+    small = super_resolve(model, lr, (36, 30), 3, scale_max=4, chunk=97)
+    assert torch.equal(full, small)
+    assert full.min() >= 0 and full.max() <= 1
+    assert not torch.equal(full, (full * 255).round() / 255)
+
+
+@pytest.mark.parametrize(("scale", "factor"), [(3, 1.0), (4, 1.0), (8, 2.0), (12, 3.0)])
+def test_cell_is_enlarged_beyond_scale_max(scale: int, factor: float) -> None:
+    model = Recording(build_model("liif", "edsr_tiny").eval())
+    lr = to_tensor(photo(5, 4)).unsqueeze(0)
+    out_hw = (5 * scale, 4 * scale)
+    super_resolve(model, lr, out_hw, scale, scale_max=4)
+    cell = torch.cat(model.cells, dim=1)[0]
+    coord = torch.cat(model.coords, dim=1)[0]
+    assert torch.equal(coord, make_coord(out_hw))
+    assert cell[:, 0].unique().item() == pytest.approx(2 / out_hw[0] * factor, rel=1e-6)
+    assert cell[:, 1].unique().item() == pytest.approx(2 / out_hw[1] * factor, rel=1e-6)
+
+
+def test_swinir_protocol_pads_queries_the_padded_grid_and_crops() -> None:
+    model = Recording(build_model("lte", "swinir_tiny").eval())
+    assert model.pad_multiple > 0
+    m = model.pad_multiple
+    lr = to_tensor(photo(10, 13)).unsqueeze(0)
+    scale = 3
+    pred = super_resolve(model, lr, (30, 39), scale, scale_max=4)
+    assert pred.shape == (1, 3, 30, 39)
+    hp, wp = (10 // m + 1) * m, (13 // m + 1) * m
+    (inp,) = model.inputs
+    assert inp.shape[-2:] == (hp, wp)
+    coord = torch.cat(model.coords, dim=1)[0]
+    assert torch.equal(coord, make_coord((scale * hp, scale * wp)))
+    cell = torch.cat(model.cells, dim=1)[0]
+    assert cell[:, 0].unique().item() == pytest.approx(2 / (hp * scale), rel=1e-6)
+    assert cell[:, 1].unique().item() == pytest.approx(2 / (wp * scale), rel=1e-6)
+    # The kept pixels are the top-left of the padded prediction.
+    full = model.model.query(model.model.encode(inp), coord[None], cell[None])  # (1, Q, 3)
+    full = (full[0].T.reshape(3, scale * hp, scale * wp) * 0.5 + 0.5).clamp(0, 1)
+    assert torch.allclose(pred[0], full[:, :30, :39], atol=1e-6)
+
+
+# --- a whole test set --------------------------------------------------------------------------
+
+
+def test_evaluate_folder_matches_an_independent_computation(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "set", lr_scales=(2,))
+    ts = TestSet(name="tiny", root=root, protocol="benchmark")
+    recs = evaluate_testset(BilinearSR(), ts, [2, 3], scale_max=4)
+    assert [r.scale for r in recs] == [2.0, 3.0] and all(r.images == 2 for r in recs)
+    for rec in recs:
+        s = int(rec.scale)
+        want = []
+        for i in range(2):
+            hr = photo(66, 67, i)
+            h, w = 66 // s, 67 // s
+            crop = hr[: h * s, : w * s]
+            lr = to_tensor(downsample_pil(crop, (h, w))).unsqueeze(0)
+            up = F.interpolate(lr, size=crop.shape[:2], mode="bilinear", align_corners=False)
+            want.append(psnr_protocol(up.clamp(0, 1), to_tensor(crop)[None], s, "benchmark").item())
+        assert rec.psnr == pytest.approx(float(np.mean(want)), abs=1e-4)
+        assert 0 < rec.ssim < 1
+
+
+def test_lr_files_are_used_when_present(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "set", lr_scales=(2,))
+    ts = TestSet(name="tiny", root=root, protocol="div2k")
+    from_files = evaluate_testset(BilinearSR(), ts, [2], scale_max=4)[0]
+    # Darken one LR file: the x2 score must follow the file, not a fresh downsample.
+    lr_path = root / "LR_bicubic/X2/img0x2.png"
+    save_rgb(load_rgb(lr_path) // 2, lr_path)
+    changed = evaluate_testset(BilinearSR(), ts, [2], scale_max=4)[0]
+    assert changed.psnr < from_files.psnr - 3
+
+
+def test_missing_lr_file_and_wrong_size_are_named(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "set", lr_scales=(2,))
+    ts = TestSet(name="tiny", root=root)
+    (root / "LR_bicubic/X2/img1x2.png").unlink()
+    with pytest.raises(UserError, match="img1"):
+        evaluate_testset(BilinearSR(), ts, [2], scale_max=4)
+    save_rgb(np.zeros((10, 10, 3), np.uint8), root / "LR_bicubic/X2/img1x2.png")
+    with pytest.raises(UserError, match=r"img1x2\.png"):
+        evaluate_testset(BilinearSR(), ts, [2], scale_max=4)
+
+
+def test_missing_testset_names_the_download_script(tmp_path: Path) -> None:
+    ts = TestSet(name="set5", root=tmp_path / "nope", download="scripts/download_benchmarks.sh")
+    with pytest.raises(UserError, match=r"download_benchmarks\.sh"):
+        evaluate_testset(BilinearSR(), ts, [2], scale_max=4)
+    with pytest.raises(UserError, match="protocol"):
+        TestSet(name="x", root=tmp_path, protocol="rgb")
+
+
+def test_fallback_is_logged_once_per_scale(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = make_folder(tmp_path / "set", lr_scales=(2,))
+    with caplog.at_level("INFO", logger="lte.evaluate"):
+        evaluate_testset(BilinearSR(), TestSet(name="t", root=root), [2, 3], scale_max=4)
+    fly = [r for r in caplog.records if "on the fly" in r.getMessage()]
+    assert len(fly) == 1 and "x3" in fly[0].getMessage()
+
+
+# --- results files -----------------------------------------------------------------------------
+
+
+def record(**kw: object) -> ResultRecord:
+    base = dict(
+        testset="set5", scale=2.0, protocol="benchmark", psnr=30.0, ssim=0.9, images=5,
+        model="lte", encoder="edsr_baseline", ckpt="a.pth",
+    )  # fmt: skip
+    base.update(kw)
+    return ResultRecord(**base)  # type: ignore[arg-type]
+
+
+def test_results_file_schema_merge_and_csv(tmp_path: Path) -> None:
+    path = tmp_path / "res.json"
+    write_results([record(), record(scale=3.0, psnr=27.0)], path)
+    data = json.loads(path.read_text())
+    assert [list(r) for r in data] == [list(RESULT_KEYS)] * 2
+    assert set(RESULT_KEYS) == {
+        "testset", "scale", "protocol", "psnr", "ssim", "images", "model", "encoder", "ckpt",
+    }  # fmt: skip
+    assert data[0]["scale"] == 2 and isinstance(data[0]["scale"], int)
+    # Same key replaces, a new checkpoint adds.
+    write_results([record(psnr=31.0), record(ckpt="b.pth", psnr=29.0)], path)
+    data = read_results(path)
+    assert len(data) == 3
+    assert {(r["ckpt"], r["scale"]): r["psnr"] for r in data}[("a.pth", 2)] == 31.0
+    csv_lines = path.with_suffix(".csv").read_text().splitlines()
+    assert csv_lines[0] == ",".join(RESULT_KEYS) and len(csv_lines) == 4
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_nan_ssim_is_written_as_null_and_bad_files_are_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "res.json"
+    write_results([record(ssim=math.nan)], path)
+    assert json.loads(path.read_text())[0]["ssim"] is None
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"testset": "set5"}]')
+    with pytest.raises(UserError, match="lacks"):
+        read_results(bad)
+    with pytest.raises(UserError, match=r"\.json"):
+        write_results([record()], tmp_path / "res.txt")
