@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,12 +76,18 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
+        text = str(err)
+        if "GLOBAL" in text or "Unsupported global" in text:
+            found = re.search(r"GLOBAL ([\w.]+)", text)
+            what = found.group(1) if found else "a Python object"
+            raise UserError(
+                f"checkpoint '{path}' holds pickled objects other than tensors ({what}); "
+                "lte loads weights only and never runs code from a file"
+            ) from None
         raise UserError(
-            f"checkpoint '{path}' holds pickled objects other than tensors ({first[:120]}); "
-            "lte loads weights only and never runs code from a file"
+            f"cannot read checkpoint '{path}': not a PyTorch file or truncated"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+    except Exception as err:  # torch raises many types on a damaged file (KeyError, EOFError, ...)
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(
             f"cannot read checkpoint '{path}': not a PyTorch file or truncated ({msg[:120]})"

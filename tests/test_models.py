@@ -1,0 +1,155 @@
+"""Every encoder × decoder: shapes, exactness against the literal reading of SPEC, chunking."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from literal import LITERAL
+from lte.inference import batched_query, predict, query_grid
+from lte.models import SRModel, build_model
+from lte.models.edsr import EDSR
+
+MODELS = ("lte", "liif", "metasr")
+ENCODERS = ("edsr_baseline", "edsr", "rdn", "swinir")
+TINY = ("edsr_tiny", "rdn_tiny", "swinir_tiny")
+OFFICIAL = json.loads((Path(__file__).parent / "data" / "official_checkpoints.json").read_text())[
+    "models"
+]
+
+
+@functools.cache
+def encoder(name: str) -> torch.nn.Module:
+    """Full-size encoders are large: build each once and share it between decoders."""
+    torch.manual_seed(0)
+    return build_model("lte", name).encoder.eval()
+
+
+def with_decoder(model: str, enc_name: str) -> SRModel:
+    """A model on a shared encoder with a fresh random decoder of the given family."""
+    return SRModel(
+        encoder(enc_name),
+        build_model(model, "edsr_tiny").decoder.__class__(encoder(enc_name).out_channels),
+    ).eval()
+
+
+@pytest.mark.parametrize("enc_name", ENCODERS + TINY)
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize(
+    "out_hw", [(22, 26), (41, 48), (18, 61)], ids=["x2", "x3.7", "anisotropic"]
+)
+def test_output_shapes(model: str, enc_name: str, out_hw: tuple[int, int]) -> None:
+    net = with_decoder(model, enc_name)
+    lr = torch.randn(2, 3, 11, 13)
+    with torch.no_grad():
+        sr = predict(net, lr, out_hw)
+    assert sr.shape == (2, 3, *out_hw)
+    assert torch.isfinite(sr).all()
+
+
+@pytest.mark.parametrize("enc_name", TINY)
+@pytest.mark.parametrize("model", MODELS)
+def test_matches_literal_reading_of_spec(model: str, enc_name: str) -> None:
+    net = build_model(model, enc_name).eval()
+    lr = torch.randn(2, 3, 9, 14)
+    # Non-integer and anisotropic: 9 -> 31 rows (x3.44), 14 -> 23 columns (x1.64), cell enlarged x1.5.
+    coord, cell = query_grid((31, 23), 2, cell_scale=(1.5, 1.5))
+    with torch.no_grad():
+        fast = net(lr, coord, cell)
+        ref = LITERAL[model](net, lr, coord, cell)
+    assert fast.shape == ref.shape == (2, 31 * 23, 3)
+    assert torch.allclose(fast, ref, atol=1e-5), (fast - ref).abs().max()
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_chunked_equals_unchunked(model: str) -> None:
+    net = build_model(model, "edsr_tiny").eval()
+    lr = torch.randn(1, 3, 10, 12)
+    coord, cell = query_grid((37, 29), 1)
+    with torch.no_grad():
+        state = net.encode(lr)
+        whole = net.query(state, coord, cell)
+        for chunk in (1, 7, 100, 10_000):
+            assert torch.allclose(
+                batched_query(net, state, coord, cell, chunk), whole, atol=1e-5, rtol=0
+            )
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_batch_items_are_independent(model: str) -> None:
+    net = build_model(model, "swinir_tiny").eval()
+    lr = torch.randn(3, 3, 10, 9)
+    with torch.no_grad():
+        together = predict(net, lr, (25, 17))
+        alone = torch.cat([predict(net, lr[i : i + 1], (25, 17)) for i in range(3)])
+    assert torch.allclose(together, alone, atol=1e-5)
+
+
+def test_lte_query_uses_channel_pairs_and_bilinear_residual() -> None:
+    """With a zero amplitude the decoder output is exactly the bilinear upsampling of the input."""
+    net = build_model("lte", "edsr_tiny").eval()
+    with torch.no_grad():
+        net.decoder.coef.weight.zero_()
+        net.decoder.coef.bias.zero_()
+        for layer in net.decoder.imnet.layers:
+            if isinstance(layer, torch.nn.Linear):
+                layer.bias.zero_()
+        lr = torch.rand(1, 3, 8, 8) * 2 - 1
+        sr = predict(net, lr, (16, 16))
+        bilinear = torch.nn.functional.interpolate(
+            lr, size=(16, 16), mode="bilinear", align_corners=False
+        )
+    assert torch.allclose(sr, bilinear, atol=1e-6)
+
+
+def test_swinir_any_input_size_crops_features_back() -> None:
+    enc = build_model("lte", "swinir_tiny").encoder.eval()
+    for hw in [(5, 7), (8, 8), (13, 3), (16, 12)]:
+        with torch.no_grad():
+            feat = enc(torch.randn(1, 3, *hw))
+        assert feat.shape == (1, enc.out_channels, *hw)
+
+
+def test_swinir_is_translation_consistent_on_window_aligned_input() -> None:
+    """Internal padding must not change the features of a window-aligned input."""
+    enc = build_model("lte", "swinir_tiny").encoder.eval()
+    x = torch.randn(1, 3, 12, 16)  # a multiple of the window (4): no padding
+    with torch.no_grad():
+        direct = enc.conv_before_upsample(
+            enc.conv_after_body(enc.forward_features(enc.conv_first(x))) + enc.conv_first(x)
+        )
+        assert torch.allclose(enc(x), direct, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("key", "model", "enc_name"),
+    [
+        ("lte_edsr", "lte", "edsr_baseline"),
+        ("liif_edsr", "liif", "edsr_baseline"),
+        ("metasr_edsr", "metasr", "edsr_baseline"),
+        ("lte_rdn", "lte", "rdn"),
+        ("lte_swinir", "lte", "swinir"),
+        ("lte_edsr_full", "lte", "edsr"),
+    ],
+)
+def test_parameter_counts_match_the_releases(key: str, model: str, enc_name: str) -> None:
+    net = with_decoder(model, enc_name)
+    n = sum(p.numel() for p in net.parameters())
+    # The released EDSR files also hold the two unused 3→3 mean-shift convs (2 × (9 + 3) values).
+    unused = 24 if isinstance(net.encoder, EDSR) else 0
+    assert n + unused == OFFICIAL[key]["parameters"]
+
+
+def test_decoder_sizes_match_the_paper() -> None:
+    """SPEC: Meta-SR 0.45 M, LIIF 0.35 M, LTE 0.49 M decoder parameters (EDSR-baseline width 64)."""
+    sizes = {
+        m: sum(p.numel() for p in build_model(m, "edsr_baseline").decoder.parameters()) / 1e6
+        for m in MODELS
+    }
+    assert round(sizes["metasr"], 2) == 0.45
+    assert round(sizes["liif"], 2) == 0.35
+    assert round(sizes["lte"], 2) == 0.49
