@@ -154,3 +154,46 @@ def bilinear_sample(img: Tensor, coord: Tensor) -> Tensor:
         img, grid, mode="bilinear", padding_mode="border", align_corners=False
     )  # (B, C, 1, Q)
     return out[:, :, 0, :].permute(0, 2, 1)
+
+
+def axis_neighbours(coord: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """Both ensemble neighbours along one axis: code indices and relative offsets, ``(..., 2)`` each.
+
+    The local ensemble is separable: the row of neighbour ``(vy, vx)`` depends only on ``vy`` and its
+    column only on ``vx``. Computing the two rows and two columns once (instead of four full 2-D
+    lookups) halves the work, with the very same float32 operations as :func:`shifted_query`,
+    :func:`nearest_code_index` and :func:`ensemble_neighbours`, so indices and offsets are
+    bit-identical to theirs. ``coord`` holds one axis of the (unshifted) queries, in [-1, 1].
+    """
+    centres = make_coord_1d(size, device=coord.device)
+    r = 1.0 / size  # half a code
+    indices, rels = [], []
+    for v in (-1, 1):
+        shifted = (coord + (v * r + EPS_SHIFT)).clamp_(-1 + EPS_SHIFT, 1 - EPS_SHIFT)
+        idx = nearest_code_index(shifted, size)
+        indices.append(idx)
+        rels.append((coord - centres[idx]) * size)
+    return torch.stack(indices, dim=-1), torch.stack(rels, dim=-1)
+
+
+def combine_axes(along_y: Tensor, along_x: Tensor) -> Tensor:
+    """Per-axis pairs ``(..., 2)`` to the four neighbours ``(..., 4, 2)`` in :data:`NEIGHBOUR_OFFSETS` order.
+
+    Neighbour ``k`` takes row choice ``k // 2`` and column choice ``k % 2``: (-1,-1), (-1,+1),
+    (+1,-1), (+1,+1).
+    """
+    ys = along_y[..., (0, 0, 1, 1)]  # (..., 4)
+    xs = along_x[..., (0, 1, 0, 1)]  # (..., 4)
+    return torch.stack([ys, xs], dim=-1)
+
+
+def code_grid_index(
+    iy: Tensor, ix: Tensor, table_hw: tuple[int, int], origin: tuple[int, int] = (0, 0)
+) -> Tensor:
+    """Flat index into an ``h_t × w_t`` table of codes whose top-left code is ``origin`` of the full grid.
+
+    Tiled inference keeps the geometry of the whole image (global ``iy``, ``ix``) and reads codes from
+    a tile's table: subtracting the tile's origin makes tiled results bit-identical to untiled ones.
+    """
+    oy, ox = origin
+    return (iy - oy) * table_hw[1] + (ix - ox)

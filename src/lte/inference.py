@@ -1,19 +1,48 @@
-"""Whole-image inference: encode once, then evaluate the query grid in chunks of bounded size.
+"""Whole-image inference with bounded memory: encode the LR in overlapping tiles, query in chunks.
 
-Chunking is a plain function over :meth:`SRModel.query`, never hidden module state, and it does not
-change results: each query's prediction depends only on its own coordinate and cell.
+Both are plain functions over the model's ``encoder``, ``decoder.prepare`` and ``decoder.query``,
+never hidden module state, and neither changes results:
+
+- chunking: each query's prediction depends only on its own coordinate and cell;
+- tiling: a tile is encoded with a margin that covers the encoder's receptive field plus the
+  decoder's reach (its own 3×3 convolution or unfold, and the neighbouring codes the local ensemble
+  reads), and its queries use the geometry of the whole image (:mod:`lte.models.decoders`). For
+  convolutional encoders (EDSR, RDN) tiled and untiled outputs agree to float round-off. SwinIR's
+  attention has no finite receptive field: it tiles with :data:`SWIN_MARGIN` and differs slightly.
+
+Peak memory is then set by the tile and chunk sizes, not by the image size. By default the tile is
+picked from the memory available (:func:`auto_tile`); an image that fits is encoded in one piece.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
 
-from lte.geometry import make_cell, make_coord
+import torch
+from torch import Tensor, nn
+
+from lte.geometry import make_cell, make_coord, make_coord_1d, nearest_code_index
 from lte.models.sr import SRModel
 
 #: Queries per chunk in the papers' test code.
 DEFAULT_CHUNK = 30000
+#: Codes the decoder reads beyond a query's own code: its 3×3 conv / unfold (1), the ensemble's
+#: neighbouring code (1), and Meta-SR's corner shift (1).
+DECODER_REACH = 3
+#: Tile margin (LR pixels) for encoders without a finite receptive field (SwinIR).
+SWIN_MARGIN = 16
+#: Largest working set the automatic tile size aims at on CPU, and its share of available memory.
+CPU_BUDGET_BYTES = 512 * 2**20
+BUDGET_SHARE = 0.25
+#: Smallest automatic tile side (LR pixels): below this the margins dominate the encoder's cost.
+MIN_TILE = 32
+
+#: ``progress(done, total)`` is called after each tile.
+ProgressFn = Callable[[int, int], None]
 
 
 def query_grid(
@@ -35,25 +64,149 @@ def query_grid(
     return coord.unsqueeze(0).expand(batch, -1, -1), cell.unsqueeze(0).expand(batch, -1, -1)
 
 
-@torch.no_grad()
+def _query(
+    model: SRModel, state: dict[str, Tensor], coord: Tensor, cell: Tensor, dtype: torch.dtype | None
+) -> Tensor:
+    if dtype is None:
+        return model.query(state, coord, cell)
+    return model.decoder.query(state, coord, cell, dtype=dtype)
+
+
 def batched_query(
     model: SRModel,
     state: dict[str, Tensor],
     coord: Tensor,
     cell: Tensor,
     chunk: int = DEFAULT_CHUNK,
+    *,
+    dtype: torch.dtype | None = None,
 ) -> Tensor:
-    """``model.query`` over ``(B, Q, 2)`` queries, ``chunk`` queries at a time: ``(B, Q, 3)``."""
+    """``model.query`` over ``(B, Q, 2)`` queries, ``chunk`` queries at a time: ``(B, Q, 3)``.
+
+    ``cell`` is ``(B, Q, 2)``, or ``(B, 1, 2)`` when every query shares it (the decoders then compute
+    cell-only terms once). ``dtype`` (e.g. ``torch.bfloat16``) runs the decoder's MLP in that type.
+    """
     if chunk <= 0:
         raise ValueError(f"chunk must be positive, got {chunk}")
-    parts = [
-        model.query(state, coord[:, i : i + chunk], cell[:, i : i + chunk])
-        for i in range(0, coord.shape[1], chunk)
+    shared = cell.shape[1] == 1
+    with torch.inference_mode():
+        parts = [
+            _query(
+                model,
+                state,
+                coord[:, i : i + chunk],
+                cell if shared else cell[:, i : i + chunk],
+                dtype,
+            )
+            for i in range(0, coord.shape[1], chunk)
+        ]
+        return torch.cat(parts, dim=1)
+
+
+# --- memory and tile size ----------------------------------------------------------------------
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for this process: CUDA's free memory, else ``MemAvailable`` of /proc/meminfo."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30  # unknown platform: assume a modest machine
+
+
+def tile_margin(model: SRModel) -> int:
+    """LR pixels of context around a tile so that its core's outputs equal whole-image outputs.
+
+    The encoder's ``receptive_radius`` (EDSR-baseline 34, RDN 131) plus :data:`DECODER_REACH`;
+    :data:`SWIN_MARGIN` for encoders without one (SwinIR: approximate, see docs/inference.md).
+    """
+    radius = getattr(model.encoder, "receptive_radius", None)
+    if radius is None:
+        return SWIN_MARGIN
+    return int(radius) + DECODER_REACH
+
+
+def bytes_per_code(model: SRModel) -> int:
+    """Rough peak bytes per LR pixel of encoding one tile and building its code table.
+
+    Encoder: a few live maps of its widest convolution (RDN's fusion input is 1024 wide). Decoder:
+    its prepared table and the convolution output it is copied from. An estimate, used only to size
+    tiles; it errs on the large side.
+    """
+    widths = [
+        max(m.in_channels, m.out_channels) for m in model.encoder.modules() if isinstance(m, nn.Conv2d)
     ]
-    return torch.cat(parts, dim=1)
+    widths += [m.out_features for m in model.encoder.modules() if isinstance(m, nn.Linear)]
+    encoder = 4 * max(widths, default=64)
+    dec = model.decoder
+    table = 2 * sum(m.out_channels for m in dec.modules() if isinstance(m, nn.Conv2d))
+    table = max(table, 9 * model.encoder.out_channels)
+    return 4 * (encoder + table)
 
 
-@torch.no_grad()
+def auto_tile(model: SRModel, lr: Tensor, *, budget: int | None = None) -> int:
+    """LR tile side for ``lr`` (0: encode it whole), from the memory available on its device.
+
+    The working set (tile plus margins, times :func:`bytes_per_code`) is kept under ``budget``
+    bytes: by default ``min(512 MiB, available / 4)`` on CPU and ``available / 2`` on CUDA.
+    """
+    if budget is None:
+        free = available_memory(lr.device)
+        budget = int(free / 2) if lr.device.type == "cuda" else min(CPU_BUDGET_BYTES, int(free * BUDGET_SHARE))
+    h, w = lr.shape[-2:]
+    per_code = bytes_per_code(model) * lr.shape[0]
+    if h * w * per_code <= budget:
+        return 0
+    side = int(math.sqrt(budget / per_code)) - 2 * tile_margin(model)
+    multiple = max(model.pad_multiple, 8)
+    return max(MIN_TILE, side // multiple * multiple)
+
+
+# --- prediction --------------------------------------------------------------------------------
+
+
+def _bands(n_codes: int, tile: int, centres: Tensor) -> list[tuple[int, int, int, int]]:
+    """Split one axis into tiles: ``(code_start, code_end, out_start, out_end)`` per band.
+
+    Output pixel ``i`` belongs to the tile holding the code that contains its centre, so every
+    output pixel is answered by exactly one tile.
+    """
+    owner = nearest_code_index(centres, n_codes)  # (N,) non-decreasing
+    bands = []
+    for start in range(0, n_codes, tile):
+        end = min(n_codes, start + tile)
+        lo = int(torch.searchsorted(owner, start))
+        hi = int(torch.searchsorted(owner, end))
+        if hi > lo:
+            bands.append((start, end, lo, hi))
+    return bands
+
+
+def stderr_progress(label: str = "tiles") -> ProgressFn:
+    """A one-line progress bar on stderr (no tqdm needed): ``tiles [#####.....] 5/10 12.3s``."""
+    start = time.monotonic()
+
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // total
+        bar = "#" * filled + "." * (width - filled)
+        end = "\n" if done == total else ""
+        elapsed = time.monotonic() - start
+        print(f"\r{label} [{bar}] {done}/{total} {elapsed:.1f}s", end=end, file=sys.stderr, flush=True)
+
+    return show
+
+
 def predict(
     model: SRModel,
     lr: Tensor,
@@ -61,11 +214,60 @@ def predict(
     *,
     cell_scale: tuple[float, float] = (1.0, 1.0),
     chunk: int = DEFAULT_CHUNK,
+    dtype: torch.dtype | None = None,
+    tile: int | None = None,
+    progress: ProgressFn | None = None,
 ) -> Tensor:
-    """Super-resolve a normalised ``(B, 3, h, w)`` batch to ``(B, 3, H, W)`` (normalised, unclamped)."""
-    b = lr.shape[0]
-    h, w = out_hw
-    state = model.encode(lr)
-    coord, cell = query_grid(out_hw, b, cell_scale=cell_scale, device=lr.device)
-    rgb = batched_query(model, state, coord, cell, chunk)  # (B, H*W, 3)
-    return rgb.transpose(1, 2).reshape(b, 3, h, w)
+    """Super-resolve a normalised ``(B, 3, h, w)`` batch to ``(B, 3, H, W)`` (normalised, unclamped).
+
+    Args:
+        cell_scale: per-axis (y, x) cell enlargement, ``max(s / scale_max, 1)`` beyond training scales.
+        chunk: queries per decoder call.
+        dtype: the decoder MLP's compute type (``torch.bfloat16`` or ``torch.float16``); ``None``
+            keeps the model's float32. Coordinates and geometry stay float32 either way.
+        tile: LR tile side in pixels; ``0`` encodes the image in one piece, ``None`` picks it from
+            the available memory (:func:`auto_tile`).
+        progress: called as ``progress(done, total)`` after each tile (e.g. :func:`stderr_progress`).
+    """
+    if chunk <= 0:
+        raise ValueError(f"chunk must be positive, got {chunk}")
+    if tile is not None and tile < 0:
+        raise ValueError(f"tile must be >= 0, got {tile}")
+    b, _, h, w = lr.shape
+    out_h, out_w = out_hw
+    device = lr.device
+    # The same float32 operations as query_grid / make_cell, for one shared cell.
+    cell = torch.ones(1, 2, device=device)
+    cell[:, 0] *= 2 / out_h
+    cell[:, 1] *= 2 / out_w
+    if cell_scale != (1.0, 1.0):
+        cell = cell * torch.tensor(cell_scale, device=device)
+    cell = cell.unsqueeze(0).expand(b, 1, 2)  # (B, 1, 2)
+    ys = make_coord_1d(out_h, device=device)
+    xs = make_coord_1d(out_w, device=device)
+    if tile is None:
+        tile = auto_tile(model, lr)
+    tile_h, tile_w = (tile, tile) if tile > 0 else (h, w)
+    margin = tile_margin(model)
+    rows, cols = _bands(h, tile_h, ys), _bands(w, tile_w, xs)
+    out = torch.empty(b, 3, out_h, out_w, dtype=lr.dtype, device=device)
+    total, done = len(rows) * len(cols), 0
+    with torch.inference_mode():
+        for y0, y1, r0, r1 in rows:
+            for x0, x1, c0, c1 in cols:
+                cy0, cy1 = max(0, y0 - margin), min(h, y1 + margin)
+                cx0, cx1 = max(0, x0 - margin), min(w, x1 + margin)
+                crop = lr[..., cy0:cy1, cx0:cx1]
+                state = model.decoder.prepare(model.encoder(crop), crop)
+                # Queries use the whole image's grid; the table is read relative to the crop.
+                state["inp"] = lr
+                state["origin"] = torch.tensor([cy0, cx0])
+                grid = torch.stack(torch.meshgrid(ys[r0:r1], xs[c0:c1], indexing="ij"), dim=-1)
+                coord = grid.reshape(1, -1, 2).expand(b, -1, -1)  # (B, Q, 2)
+                rgb = batched_query(model, state, coord, cell, chunk, dtype=dtype)  # (B, Q, 3)
+                out[:, :, r0:r1, c0:c1] = rgb.transpose(1, 2).reshape(b, 3, r1 - r0, c1 - c0)
+                del state, rgb
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+    return out
