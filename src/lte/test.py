@@ -145,43 +145,52 @@ def format_table(records: Sequence[ResultRecord]) -> str:
     return "PSNR (dB) / SSIM\n" + "\n".join(lines)
 
 
-def wants_wandb(logger: Any) -> bool:
-    """Whether ``logger`` asks for W&B: the string ``wandb`` or a config naming a W&B logger."""
+def wandb_settings(logger: Any) -> dict[str, Any] | None:
+    """The W&B settings ``logger`` asks for, or ``None`` when it asks for no W&B run.
+
+    ``logger=wandb`` selects ``conf/logger/wandb.yaml`` (the training logger's config): its
+    ``project``, ``entity``, ``name``, ``mode`` and ``save_dir`` are used, nothing is instantiated.
+    Other loggers (``csv``, ``none``) add nothing here: the results CSV is always written.
+    """
     if logger is None:
-        return False
-    if isinstance(logger, str):
-        if logger.lower() in ("wandb", "w&b"):
-            return True
-        if logger.lower() in ("none", "null", "false", "csv", "tensorboard", ""):
-            return False
+        return None
+    if isinstance(logger, str):  # a plain value, for configs without the logger group
+        if logger.lower() == "wandb":
+            return {}
+        if logger.lower() in ("none", "null", "csv", ""):
+            return None
         raise UserError(
             f"logger={logger} is unknown for lte.test: use logger=wandb or leave it unset"
         )
     if isinstance(logger, DictConfig):
-        target = str(logger.get("_target_", ""))
-        return "wandb" in target.lower() or "project" in logger
-    return False
+        for node in logger.values():
+            if isinstance(node, DictConfig) and "wandb" in str(node.get("_target_", "")).lower():
+                keys = ("project", "entity", "name", "mode", "save_dir", "group", "tags")
+                return {k: node.get(k) for k in keys if node.get(k) is not None}
+    return None
 
 
-def log_to_wandb(cfg: DictConfig, records: Sequence[ResultRecord], run_dir: Path) -> None:
+def log_to_wandb(
+    cfg: DictConfig, records: Sequence[ResultRecord], run_dir: Path, settings: dict[str, Any]
+) -> None:
     """A W&B run with the results table, ``test/<set>/psnr_x<s>`` summaries and a PSNR-vs-scale plot.
 
-    Without ``WANDB_API_KEY`` the run is offline and lives in ``<run_dir>/wandb`` (sync it later
-    with ``wandb sync``), so no account is ever needed.
+    Without ``WANDB_API_KEY`` (and no explicit mode) the run is offline and lives in
+    ``<run dir>/wandb`` (upload later with ``wandb sync``), so no account is ever needed.
     """
     import wandb
 
-    w = cfg.get("wandb") or {}
-    logger_cfg = cfg.logger if isinstance(cfg.logger, DictConfig) else {}
-    mode = w.get("mode") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+    mode = settings.get("mode") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
     first = records[0]
     run = wandb.init(
-        project=w.get("project") or logger_cfg.get("project") or "lte",
-        entity=w.get("entity") or None,
-        name=w.get("name") or f"test-{first.encoder}-{first.model}",
+        project=settings.get("project") or "lte",
+        entity=settings.get("entity"),
+        name=settings.get("name") or f"test-{first.encoder}-{first.model}",
+        group=settings.get("group"),
+        tags=list(settings.get("tags") or []) or None,
         job_type="test",
         mode=mode,
-        dir=str(run_dir),
+        dir=str(settings.get("save_dir") or run_dir),
         config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
     )
     try:
@@ -216,7 +225,7 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
         raise UserError("ckpt is not set: pass ckpt=PATH (an official .pth or an lte checkpoint)")
     testsets = testsets_from_config(cfg)
     scales = parse_scales(cfg.scales)
-    use_wandb = wants_wandb(cfg.get("logger"))
+    wandb_cfg = wandb_settings(cfg.get("logger"))
     chunk = int(cfg.eval.chunk)
     if chunk <= 0:
         raise UserError(f"eval.chunk={chunk} must be a positive number of queries, e.g. 30000")
@@ -262,8 +271,8 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
         write_results(recs, results_file)
     print(format_table(records))
     print(f"results: {results_file} (+ {results_file.with_suffix('.csv').name})")
-    if use_wandb:
-        log_to_wandb(cfg, records, run_dir)
+    if wandb_cfg is not None:
+        log_to_wandb(cfg, records, run_dir, wandb_cfg)
     return records
 
 
