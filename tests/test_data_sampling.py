@@ -55,7 +55,7 @@ def to_levels(x: torch.Tensor) -> torch.Tensor:
 
 def test_scale_distribution_is_uniform(photo: np.ndarray) -> None:
     g = torch.Generator().manual_seed(1)
-    n = 1500
+    n = 1000
     scales = np.array(
         [train_sample(photo, **RECIPE, generator=g)["scale"].item() for _ in range(n)]
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -21,9 +23,26 @@ VAL = ROOT / "data" / "sample" / "val"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess (exit status, stderr)."""
     return subprocess.run(
         [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, check=False
     )
+
+
+def load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("make_lr_script", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+MAKE_LR = load_script()
+
+
+def run_inproc(*args: str) -> None:
+    """The same entry point in this process (no interpreter start-up per call)."""
+    MAKE_LR.main(list(args))
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +75,7 @@ def test_pil_lr_equals_the_training_protocol(lr_root: Path, tmp_path: Path) -> N
     square = tmp_path / "hr"
     square.mkdir()
     save_rgb(np.ascontiguousarray(hr[:384, 100:484]), square / "sq.png")
-    assert run("--hr", str(square), "--out", str(tmp_path / "lr"), "--scales", "4").returncode == 0
+    run_inproc("--hr", str(square), "--out", str(tmp_path / "lr"), "--scales", "4")
     expect = normalize(to_tensor(load_rgb(tmp_path / "lr" / "X4" / "sqx4.png")))
     img = load_rgb(square / "sq.png")
     smp = train_sample(img, inp_size=96, scale_min=4, scale_max=4, sample_q=16, augment_flips=False)
@@ -65,8 +84,7 @@ def test_pil_lr_equals_the_training_protocol(lr_root: Path, tmp_path: Path) -> N
 
 
 def test_matlab_kernel_option(tmp_path: Path) -> None:
-    res = run("--hr", str(VAL), "--out", str(tmp_path), "--scales", "3", "--kernel", "matlab")
-    assert res.returncode == 0, res.stderr
+    run_inproc("--hr", str(VAL), "--out", str(tmp_path), "--scales", "3", "--kernel", "matlab")
     hr = crop_to_scale(load_rgb(VAL / "chelsea.png"), 3)  # 300 × 451 → 300 × 450
     lr = load_rgb(tmp_path / "X3" / "chelseax3.png")
     assert lr.shape == (100, 150, 3)
@@ -74,8 +92,7 @@ def test_matlab_kernel_option(tmp_path: Path) -> None:
 
 
 def test_fractional_scale_naming(tmp_path: Path) -> None:
-    res = run("--hr", str(VAL), "--out", str(tmp_path), "--scales", "2.5")
-    assert res.returncode == 0, res.stderr
+    run_inproc("--hr", str(VAL), "--out", str(tmp_path), "--scales", "2.5")
     lr = load_rgb(tmp_path / "X2.5" / "rocketx2.5.png")  # 640 × 427 → floor(/2.5)
     assert lr.shape == (170, 256, 3)
 
@@ -83,13 +100,22 @@ def test_fractional_scale_naming(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--hr", "/no/such/folder", "--out", "/tmp/x"], "'/no/such/folder' does not exist"),
         (["--hr", str(VAL), "--out", "/tmp/x", "--scales", "2,abc"], "not a comma-separated"),
         (["--hr", str(VAL), "--out", "/tmp/x", "--scales", "1"], "scales above 1"),
     ],
 )
-def test_bad_input_is_one_line_exit_2(args: list[str], message: str) -> None:
-    res = run(*args)
+def test_bad_input_is_one_line_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run_inproc(*args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+
+
+def test_missing_folder_cli_exit_2() -> None:
+    res = run("--hr", "/no/such/folder", "--out", "/tmp/x")
     assert res.returncode == 2
-    assert res.stderr.startswith("error: ") and message in res.stderr
+    assert res.stderr.startswith("error: ") and "'/no/such/folder' does not exist" in res.stderr
     assert "Traceback" not in res.stderr
