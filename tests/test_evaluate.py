@@ -31,46 +31,51 @@ from lte.evaluate import (
 from lte.geometry import bilinear_sample, make_coord
 from lte.metrics import psnr_protocol
 from lte.models.build import build_model
+from lte.models.sr import SRModel
 
 
-class BilinearSR(nn.Module):
-    """A parameter-free SR "model": bilinear interpolation of the LR at each query.
+class BilinearDecoder(nn.Module):
+    """A parameter-free decoder: bilinear interpolation of the LR at each query.
 
     Its output at integer scales equals ``F.interpolate(bilinear, align_corners=False)``, which gives
     an independent way to compute the PSNR the whole protocol must report.
     """
 
-    pad_multiple = 0
+    def prepare(self, feat: Tensor, inp: Tensor) -> dict[str, Tensor]:
+        return {"inp": inp}
 
-    def encode(self, lr: Tensor) -> dict[str, Tensor]:
-        return {"inp": lr}
-
-    def query(self, state: dict[str, Tensor], coord: Tensor, cell: Tensor) -> Tensor:
+    def query(self, state: dict[str, Tensor], coord: Tensor, cell: Tensor, **_: object) -> Tensor:
         return bilinear_sample(state["inp"], coord)
 
 
-class Recording(nn.Module):
-    """Wraps a real model and keeps every query's coordinates and cells, to check the grid."""
+def bilinear_sr() -> SRModel:
+    return SRModel(nn.Identity(), BilinearDecoder()).eval()
 
-    def __init__(self, model: nn.Module) -> None:
+
+class RecordingDecoder(nn.Module):
+    """Wraps a real decoder and keeps every query's coordinates and cells, to check the grid."""
+
+    def __init__(self, inner: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.inner = inner
         self.coords: list[Tensor] = []
         self.cells: list[Tensor] = []
         self.inputs: list[Tensor] = []
 
-    @property
-    def pad_multiple(self) -> int:
-        return self.model.pad_multiple
+    def prepare(self, feat: Tensor, inp: Tensor) -> dict[str, Tensor]:
+        self.inputs.append(inp)
+        return self.inner.prepare(feat, inp)
 
-    def encode(self, lr: Tensor) -> dict[str, Tensor]:
-        self.inputs.append(lr)
-        return self.model.encode(lr)
-
-    def query(self, state: dict[str, Tensor], coord: Tensor, cell: Tensor) -> Tensor:
+    def query(self, state: dict[str, Tensor], coord: Tensor, cell: Tensor, **kw: object) -> Tensor:
         self.coords.append(coord)
         self.cells.append(cell)
-        return self.model.query(state, coord, cell)
+        return self.inner.query(state, coord, cell, **kw)
+
+
+def recording(model: SRModel) -> tuple[SRModel, RecordingDecoder]:
+    rec = RecordingDecoder(model.decoder)
+    model.decoder = rec
+    return model, rec
 
 
 def photo(h: int, w: int, index: int = 0) -> np.ndarray:
@@ -139,7 +144,7 @@ def test_pair_from_lr_file_checks_the_size() -> None:
 
 def test_bilinear_model_reproduces_interpolate() -> None:
     lr = to_tensor(photo(20, 24)).unsqueeze(0)
-    pred = super_resolve(BilinearSR(), lr, (60, 72), 3, scale_max=4)
+    pred = super_resolve(bilinear_sr(), lr, (60, 72), 3, scale_max=4)
     ref = F.interpolate(lr, size=(60, 72), mode="bilinear", align_corners=False)
     assert torch.allclose(pred, ref.clamp(0, 1), atol=1e-5)
 
@@ -150,41 +155,45 @@ def test_chunking_changes_nothing_and_output_is_not_rounded() -> None:
     full = super_resolve(model, lr, (36, 30), 3, scale_max=4, chunk=30000)
     small = super_resolve(model, lr, (36, 30), 3, scale_max=4, chunk=97)
     assert torch.equal(full, small)
+    tiled = super_resolve(model, lr, (36, 30), 3, scale_max=4, tile=4)  # EDSR: exact to round-off
+    assert torch.allclose(full, tiled, atol=1e-5)
     assert full.min() >= 0 and full.max() <= 1
     assert not torch.equal(full, (full * 255).round() / 255)
 
 
 @pytest.mark.parametrize(("scale", "factor"), [(3, 1.0), (4, 1.0), (8, 2.0), (12, 3.0)])
 def test_cell_is_enlarged_beyond_scale_max(scale: int, factor: float) -> None:
-    model = Recording(build_model("liif", "edsr_tiny").eval())
+    model, rec = recording(build_model("liif", "edsr_tiny").eval())
     lr = to_tensor(photo(5, 4)).unsqueeze(0)
     out_hw = (5 * scale, 4 * scale)
     super_resolve(model, lr, out_hw, scale, scale_max=4)
-    cell = torch.cat(model.cells, dim=1)[0]
-    coord = torch.cat(model.coords, dim=1)[0]
+    cell = torch.cat(rec.cells, dim=1)[0]
+    coord = torch.cat(rec.coords, dim=1)[0]
     assert torch.equal(coord, make_coord(out_hw))
     assert cell[:, 0].unique().item() == pytest.approx(2 / out_hw[0] * factor, rel=1e-6)
     assert cell[:, 1].unique().item() == pytest.approx(2 / out_hw[1] * factor, rel=1e-6)
 
 
 def test_swinir_protocol_pads_queries_the_padded_grid_and_crops() -> None:
-    model = Recording(build_model("lte", "swinir_tiny").eval())
+    model, rec = recording(build_model("lte", "swinir_tiny").eval())
     assert model.pad_multiple > 0
     m = model.pad_multiple
     lr = to_tensor(photo(10, 13)).unsqueeze(0)
     scale = 3
-    pred = super_resolve(model, lr, (30, 39), scale, scale_max=4)
+    pred = super_resolve(model, lr, (30, 39), scale, scale_max=4, tile=None)  # never tiled
     assert pred.shape == (1, 3, 30, 39)
     hp, wp = (10 // m + 1) * m, (13 // m + 1) * m
-    (inp,) = model.inputs
+    (inp,) = rec.inputs
     assert inp.shape[-2:] == (hp, wp)
-    coord = torch.cat(model.coords, dim=1)[0]
+    coord = torch.cat(rec.coords, dim=1)[0]
     assert torch.equal(coord, make_coord((scale * hp, scale * wp)))
-    cell = torch.cat(model.cells, dim=1)[0]
+    cell = torch.cat(rec.cells, dim=1)[0]
     assert cell[:, 0].unique().item() == pytest.approx(2 / (hp * scale), rel=1e-6)
     assert cell[:, 1].unique().item() == pytest.approx(2 / (wp * scale), rel=1e-6)
-    # The kept pixels are the top-left of the padded prediction.
-    full = model.model.query(model.model.encode(inp), coord[None], cell[None])  # (1, Q, 3)
+    # The kept pixels are the top-left of the padded prediction, computed in one literal forward.
+    n = coord.shape[0]
+    with torch.no_grad():
+        full = model(inp, coord[None], cell[:1].expand(n, 2)[None])  # (1, Q, 3)
     full = (full[0].T.reshape(3, scale * hp, scale * wp) * 0.5 + 0.5).clamp(0, 1)
     assert torch.allclose(pred[0], full[:, :30, :39], atol=1e-6)
 
@@ -195,7 +204,7 @@ def test_swinir_protocol_pads_queries_the_padded_grid_and_crops() -> None:
 def test_evaluate_folder_matches_an_independent_computation(tmp_path: Path) -> None:
     root = make_folder(tmp_path / "set", lr_scales=(2,))
     ts = TestSet(name="tiny", root=root, protocol="benchmark")
-    recs = evaluate_testset(BilinearSR(), ts, [2, 3], scale_max=4)
+    recs = evaluate_testset(bilinear_sr(), ts, [2, 3], scale_max=4)
     assert [r.scale for r in recs] == [2.0, 3.0] and all(r.images == 2 for r in recs)
     for rec in recs:
         s = int(rec.scale)
@@ -214,11 +223,11 @@ def test_evaluate_folder_matches_an_independent_computation(tmp_path: Path) -> N
 def test_lr_files_are_used_when_present(tmp_path: Path) -> None:
     root = make_folder(tmp_path / "set", lr_scales=(2,))
     ts = TestSet(name="tiny", root=root, protocol="div2k")
-    from_files = evaluate_testset(BilinearSR(), ts, [2], scale_max=4)[0]
+    from_files = evaluate_testset(bilinear_sr(), ts, [2], scale_max=4)[0]
     # Darken one LR file: the x2 score must follow the file, not a fresh downsample.
     lr_path = root / "LR_bicubic/X2/img0x2.png"
     save_rgb(load_rgb(lr_path) // 2, lr_path)
-    changed = evaluate_testset(BilinearSR(), ts, [2], scale_max=4)[0]
+    changed = evaluate_testset(bilinear_sr(), ts, [2], scale_max=4)[0]
     assert changed.psnr < from_files.psnr - 3
 
 
@@ -227,16 +236,16 @@ def test_missing_lr_file_and_wrong_size_are_named(tmp_path: Path) -> None:
     ts = TestSet(name="tiny", root=root)
     (root / "LR_bicubic/X2/img1x2.png").unlink()
     with pytest.raises(UserError, match="img1"):
-        evaluate_testset(BilinearSR(), ts, [2], scale_max=4)
+        evaluate_testset(bilinear_sr(), ts, [2], scale_max=4)
     save_rgb(np.zeros((10, 10, 3), np.uint8), root / "LR_bicubic/X2/img1x2.png")
     with pytest.raises(UserError, match=r"img1x2\.png"):
-        evaluate_testset(BilinearSR(), ts, [2], scale_max=4)
+        evaluate_testset(bilinear_sr(), ts, [2], scale_max=4)
 
 
 def test_missing_testset_names_the_download_script(tmp_path: Path) -> None:
     ts = TestSet(name="set5", root=tmp_path / "nope", download="scripts/download_benchmarks.sh")
     with pytest.raises(UserError, match=r"download_benchmarks\.sh"):
-        evaluate_testset(BilinearSR(), ts, [2], scale_max=4)
+        evaluate_testset(bilinear_sr(), ts, [2], scale_max=4)
     with pytest.raises(UserError, match="protocol"):
         TestSet(name="x", root=tmp_path, protocol="rgb")
 
@@ -246,7 +255,7 @@ def test_fallback_is_logged_once_per_scale(
 ) -> None:
     root = make_folder(tmp_path / "set", lr_scales=(2,))
     with caplog.at_level("INFO", logger="lte.evaluate"):
-        evaluate_testset(BilinearSR(), TestSet(name="t", root=root), [2, 3], scale_max=4)
+        evaluate_testset(bilinear_sr(), TestSet(name="t", root=root), [2, 3], scale_max=4)
     fly = [r for r in caplog.records if "on the fly" in r.getMessage()]
     assert len(fly) == 1 and "x3" in fly[0].getMessage()
 

@@ -188,6 +188,7 @@ def super_resolve(
     *,
     scale_max: float,
     chunk: int = DEFAULT_CHUNK,
+    tile: int | None = 0,
 ) -> Tensor:
     """Predict the ``out_hw`` HR image of ``lr`` (``(B, 3, h, w)`` in [0, 1]) as the test protocol does.
 
@@ -197,6 +198,10 @@ def super_resolve(
     ``round(s·h_p) × round(s·w_p)`` grid with cell ``2 / (h_p·s)`` and the top-left ``H × W`` kept,
     so the border pixels are predicted from real content rather than from the encoder's own padding.
     Queries go to the decoder ``chunk`` at a time (:func:`lte.inference.predict`).
+
+    ``tile`` is the LR tile side for encoding (``0``: the whole image, as the papers do; ``None``:
+    picked from free memory). Tiles agree with the whole image to float round-off for convolutional
+    encoders; SwinIR's attention sees the whole padded image in the protocol, so it is never tiled.
     """
     inp = normalize(lr)
     enlarge = cell_enlargement(scale, scale_max)
@@ -209,10 +214,11 @@ def super_resolve(
             # predict's cell is 2/grid; the protocol's is 2/(h_p·s). They are equal for integer s
             # (the factor below is exactly 1); for fractional s the factor corrects the rounding.
             cell_scale = (enlarge * grid[0] / (scale * hp), enlarge * grid[1] / (scale * wp))
-            pred = predict(model, inp, grid, cell_scale=cell_scale, chunk=chunk)
+            pred = predict(model, inp, grid, cell_scale=cell_scale, chunk=chunk, tile=0)
             pred = pred[..., : out_hw[0], : out_hw[1]]
         else:
-            pred = predict(model, inp, out_hw, cell_scale=(enlarge, enlarge), chunk=chunk)
+            cell_scale = (enlarge, enlarge)
+            pred = predict(model, inp, out_hw, cell_scale=cell_scale, chunk=chunk, tile=tile)
     return denormalize(pred)
 
 
@@ -237,6 +243,7 @@ def score_image(
     *,
     scale_max: float,
     chunk: int = DEFAULT_CHUNK,
+    tile: int | None = 0,
     device: torch.device | str = "cpu",
     name: str = "image",
 ) -> ImageScore:
@@ -254,7 +261,7 @@ def score_image(
         )
     lr_t = to_tensor(lr).unsqueeze(0).to(device)  # (1, 3, h, w)
     gt = to_tensor(hr).unsqueeze(0).to(device)  # (1, 3, H, W)
-    pred = super_resolve(model, lr_t, (h, w), scale, scale_max=scale_max, chunk=chunk)
+    pred = super_resolve(model, lr_t, (h, w), scale, scale_max=scale_max, chunk=chunk, tile=tile)
     p = float(psnr_protocol(pred, gt, scale, protocol)[0])
     if min(h, w) - 2 * border >= SSIM_WINDOW:
         s = float(ssim_protocol(pred, gt, scale, protocol)[0])
@@ -430,6 +437,7 @@ def evaluate_testset(
     *,
     scale_max: float,
     chunk: int = DEFAULT_CHUNK,
+    tile: int | None = 0,
     device: torch.device | str = "cpu",
     model_name: str = "model",
     encoder_name: str = "encoder",
@@ -484,6 +492,7 @@ def evaluate_testset(
                 testset.protocol,
                 scale_max=scale_max,
                 chunk=chunk,
+                tile=tile,
                 device=device,
                 name=str(hr_file),
             )

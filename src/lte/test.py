@@ -229,6 +229,9 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
     chunk = int(cfg.eval.chunk)
     if chunk <= 0:
         raise UserError(f"eval.chunk={chunk} must be a positive number of queries, e.g. 30000")
+    tile = cfg.eval.get("tile", 0)
+    if tile is not None and (not isinstance(tile, int) or tile < 0):
+        raise UserError(f"eval.tile={tile} must be 0 (whole image), null (automatic) or a size > 0")
     device = pick_device(str(cfg.device))
     for testset in testsets:  # a missing data set fails before the (slow) checkpoint load
         testset.hr_images()
@@ -251,6 +254,7 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
             scales,
             scale_max=loaded.scale_max,
             chunk=chunk,
+            tile=tile,
             device=device,
             model_name=loaded.model_name,
             encoder_name=loaded.encoder_name,
