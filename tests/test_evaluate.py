@@ -301,3 +301,37 @@ def test_nan_ssim_is_written_as_null_and_bad_files_are_rejected(tmp_path: Path) 
         read_results(bad)
     with pytest.raises(UserError, match=r"\.json"):
         write_results([record()], tmp_path / "res.txt")
+
+
+# --- official checkpoints, against the literal reading of SPEC ---------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_name", ["lte", "liif", "metasr"])
+def test_official_checkpoint_scores_as_the_literal_reference(
+    tmp_path: Path, model_name: str
+) -> None:
+    """An official-format file (scale_max 4) at x6: protocol output == SPEC-literal forward pass."""
+    import literal
+    from lte.checkpoint import load_checkpoint, save_official
+    from lte.geometry import make_cell
+
+    save_official(
+        build_model(model_name, "edsr_baseline"), tmp_path / "m.pth", model_name, "edsr_baseline"
+    )
+    loaded = load_checkpoint(tmp_path / "m.pth")
+    assert loaded.source == "official" and loaded.scale_max == 4.0
+    lr = to_tensor(photo(12, 10)).unsqueeze(0)
+    out_hw = (72, 60)
+    pred = super_resolve(loaded.model, lr, out_hw, 6, scale_max=loaded.scale_max, chunk=1000)
+    coord = make_coord(out_hw)[None]
+    cell = make_cell(out_hw, coord.shape[1], scale=1.5)[None]  # enlarged by 6 / 4
+    ref_fn = getattr(literal, f"literal_{model_name}")
+    with torch.no_grad():
+        ref = ref_fn(loaded.model, (lr - 0.5) / 0.5, coord, cell)  # (1, Q, 3)
+    ref = (ref[0].T.reshape(3, *out_hw) * 0.5 + 0.5).clamp(0, 1)
+    assert torch.allclose(pred[0], ref, atol=2e-5)
+    gt = to_tensor(photo(72, 60)).unsqueeze(0)
+    assert psnr_protocol(pred, gt, 6, "benchmark").item() == pytest.approx(
+        psnr_protocol(ref[None], gt, 6, "benchmark").item(), abs=1e-3
+    )
