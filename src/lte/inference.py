@@ -144,13 +144,15 @@ def bytes_per_code(model: SRModel) -> int:
     tiles; it errs on the large side.
     """
     widths = [
-        max(m.in_channels, m.out_channels) for m in model.encoder.modules() if isinstance(m, nn.Conv2d)
+        max(m.in_channels, m.out_channels)
+        for m in model.encoder.modules()
+        if isinstance(m, nn.Conv2d)
     ]
     widths += [m.out_features for m in model.encoder.modules() if isinstance(m, nn.Linear)]
     encoder = 4 * max(widths, default=64)
     dec = model.decoder
     table = 2 * sum(m.out_channels for m in dec.modules() if isinstance(m, nn.Conv2d))
-    table = max(table, 9 * model.encoder.out_channels)
+    table = max(table, 9 * int(getattr(model.encoder, "out_channels", 64)))
     return 4 * (encoder + table)
 
 
@@ -162,7 +164,11 @@ def auto_tile(model: SRModel, lr: Tensor, *, budget: int | None = None) -> int:
     """
     if budget is None:
         free = available_memory(lr.device)
-        budget = int(free / 2) if lr.device.type == "cuda" else min(CPU_BUDGET_BYTES, int(free * BUDGET_SHARE))
+        budget = (
+            int(free / 2)
+            if lr.device.type == "cuda"
+            else min(CPU_BUDGET_BYTES, int(free * BUDGET_SHARE))
+        )
     h, w = lr.shape[-2:]
     per_code = bytes_per_code(model) * lr.shape[0]
     if h * w * per_code <= budget:
@@ -202,7 +208,9 @@ def stderr_progress(label: str = "tiles") -> ProgressFn:
         bar = "#" * filled + "." * (width - filled)
         end = "\n" if done == total else ""
         elapsed = time.monotonic() - start
-        print(f"\r{label} [{bar}] {done}/{total} {elapsed:.1f}s", end=end, file=sys.stderr, flush=True)
+        print(
+            f"\r{label} [{bar}] {done}/{total} {elapsed:.1f}s", end=end, file=sys.stderr, flush=True
+        )
 
     return show
 
