@@ -153,3 +153,21 @@ def test_decoder_sizes_match_the_paper() -> None:
     assert round(sizes["metasr"], 2) == 0.45
     assert round(sizes["liif"], 2) == 0.35
     assert round(sizes["lte"], 2) == 0.49
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_training_path_is_differentiable_and_equal(model: str) -> None:
+    """With autograd on, queries take a differentiable path that computes the same function."""
+    net = build_model(model, "rdn_tiny")
+    lr = torch.randn(2, 3, 8, 9)
+    coord, cell = query_grid((19, 23), 2, cell_scale=(1.3, 1.3))
+    out = net(lr, coord, cell)
+    out.square().mean().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert net.encoder.SFENet1.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        fast = net(lr, coord, cell)
+        ref = LITERAL[model](net, lr, coord, cell)
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert torch.allclose(out, fast, atol=1e-5)

@@ -89,6 +89,28 @@ def _hidden_buffers(n: int, width: int, dtype: torch.dtype, device: torch.device
     return [torch.empty(n, width, dtype=dtype, device=device) for _ in range(2)]
 
 
+def _ensemble_lookup(state: State, coord: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Four-neighbour table indices ``(B, Q, 4)``, per-axis offsets ``ry``/``rx`` ``(B, Q, 2)``,
+    ``rel`` ``(B, Q, 4, 2)`` and ensemble weights ``(B, Q, 4)`` of the queries on a state's table."""
+    h, w = _feat_hw(state)
+    th, tw = state["table"].shape[1:3]
+    iy, ry = geometry.axis_neighbours(coord[..., 0], h)  # (B, Q, 2)
+    ix, rx = geometry.axis_neighbours(coord[..., 1], w)  # (B, Q, 2)
+    index = geometry.code_grid_index(
+        iy[..., (0, 0, 1, 1)], ix[..., (0, 1, 0, 1)], (th, tw), _origin(state)
+    )
+    rel = geometry.combine_axes(ry, rx)  # (B, Q, 4, 2)
+    return index, ry, rx, rel, geometry.ensemble_weights(rel)
+
+
+def _gather_rows(table: Tensor, index: Tensor) -> Tensor:
+    """Rows of a ``(B, h, w, D)`` table at flat indices ``(B, ...)``: ``(B, ..., D)``, differentiable."""
+    b, d = table.shape[0], table.shape[-1]
+    flat = table.reshape(b, -1, d)  # (B, h*w, D)
+    rows = torch.gather(flat, 1, index.reshape(b, -1, 1).expand(-1, -1, d))  # (B, N, D)
+    return rows.view(*index.shape, d)
+
+
 def _check_cell(cell: Tensor, coord: Tensor) -> None:
     if cell.shape[1] not in (1, coord.shape[1]):
         raise ValueError(
@@ -134,19 +156,15 @@ class LTEDecoder(nn.Module):
         self, state: State, coord: Tensor, cell: Tensor, *, dtype: torch.dtype | None = None
     ) -> Tensor:
         _check_cell(cell, coord)
+        if torch.is_grad_enabled():
+            return self._query_autograd(state, coord, cell)
         h, w = _feat_hw(state)
         table = state["table"]
         b, th, tw, width = table.shape
         q = coord.shape[1]
         hid, half = self.hidden_dim, self.hidden_dim // 2
         mlp_dtype = dtype or table.dtype
-        iy, ry = geometry.axis_neighbours(coord[..., 0], h)  # (B, Q, 2)
-        ix, rx = geometry.axis_neighbours(coord[..., 1], w)  # (B, Q, 2)
-        index = geometry.code_grid_index(
-            iy[..., (0, 0, 1, 1)], ix[..., (0, 1, 0, 1)], (th, tw), _origin(state)
-        )  # (B, Q, 4)
-        rel = geometry.combine_axes(ry, rx)  # (B, Q, 4, 2)
-        weights = geometry.ensemble_weights(rel)  # (B, Q, 4)
+        index, ry, rx, _, weights = _ensemble_lookup(state, coord)
         # The phase term depends on the cell only: with one shared cell it is one row per image.
         phase = self.phase(_rel_cell(cell, (h, w))).unsqueeze(2)  # (B, Q or 1, 1, 128)
         layers = _linears(self.imnet, mlp_dtype)
@@ -177,6 +195,20 @@ class LTEDecoder(nn.Module):
                     z = z_cast[:n].copy_(z)
                 pred = _run_mlp(layers, z, hidden).view(-1, 4, 3)  # (n', 4, 3)
                 torch.sum(pred * weights[bi, q0:q1].unsqueeze(-1), dim=1, out=out[bi, q0:q1])
+        return out + geometry.bilinear_sample(state["inp"], coord)
+
+    def _query_autograd(self, state: State, coord: Tensor, cell: Tensor) -> Tensor:
+        """The same function as the fast path, vectorised without ``out=`` buffers, for training."""
+        hid, half = self.hidden_dim, self.hidden_dim // 2
+        index, _, _, rel, weights = _ensemble_lookup(state, coord)
+        codes = _gather_rows(state["table"], index)  # (B, Q, 4, 512)
+        amp, fy, fx = codes[..., :hid], codes[..., hid : hid + half], codes[..., hid + half :]
+        theta = fy * rel[..., :1] + fx * rel[..., 1:]  # (B, Q, 4, 128)
+        theta = theta + self.phase(_rel_cell(cell, _feat_hw(state))).unsqueeze(2)
+        theta = theta * math.pi
+        z = amp * torch.cat([torch.cos(theta), torch.sin(theta)], dim=-1)  # (B, Q, 4, 256)
+        pred = self.imnet(z)  # (B, Q, 4, 3)
+        out = (pred * weights.unsqueeze(-1)).sum(2)  # (B, Q, 3)
         return out + geometry.bilinear_sample(state["inp"], coord)
 
 
@@ -211,18 +243,14 @@ class LIIFDecoder(nn.Module):
         self, state: State, coord: Tensor, cell: Tensor, *, dtype: torch.dtype | None = None
     ) -> Tensor:
         _check_cell(cell, coord)
+        if torch.is_grad_enabled():
+            return self._query_autograd(state, coord, cell)
         h, w = _feat_hw(state)
         table = state["table"]
         b, th, tw, width = table.shape
         q = coord.shape[1]
         mlp_dtype = dtype or table.dtype
-        iy, ry = geometry.axis_neighbours(coord[..., 0], h)  # (B, Q, 2)
-        ix, rx = geometry.axis_neighbours(coord[..., 1], w)  # (B, Q, 2)
-        index = geometry.code_grid_index(
-            iy[..., (0, 0, 1, 1)], ix[..., (0, 1, 0, 1)], (th, tw), _origin(state)
-        )  # (B, Q, 4)
-        rel = geometry.combine_axes(ry, rx)  # (B, Q, 4, 2)
-        weights = geometry.ensemble_weights(rel)  # (B, Q, 4)
+        index, ry, rx, _, weights = _ensemble_lookup(state, coord)
         first = self.imnet.layers[0]
         c9 = 9 * self.in_channels
         w_rel_y, w_rel_x = first.weight[:, c9], first.weight[:, c9 + 1]  # (256,) each
@@ -253,6 +281,19 @@ class LIIFDecoder(nn.Module):
                 pred = _run_mlp(layers, x, hidden).view(-1, 4, 3)  # (n', 4, 3)
                 torch.sum(pred * weights[bi, q0:q1].unsqueeze(-1), dim=1, out=out[bi, q0:q1])
         return out
+
+    def _query_autograd(self, state: State, coord: Tensor, cell: Tensor) -> Tensor:
+        """The same function as the fast path, vectorised without ``out=`` buffers, for training."""
+        index, _, _, rel, weights = _ensemble_lookup(state, coord)
+        first = self.imnet.layers[0]
+        c9 = 9 * self.in_channels
+        x = _gather_rows(state["table"], index)  # (B, Q, 4, 256): the features' share of layer 1
+        x = x + F.linear(rel, first.weight[:, c9 : c9 + 2])
+        x = x + F.linear(
+            _rel_cell(cell, _feat_hw(state)), first.weight[:, c9 + 2 :], first.bias
+        ).unsqueeze(2)
+        pred = self.imnet.layers[2:](self.imnet.layers[1](x))  # ReLU, then the remaining layers
+        return (pred * weights.unsqueeze(-1)).sum(2)  # (B, Q, 3)
 
 
 class MetaSRDecoder(nn.Module):
@@ -291,6 +332,7 @@ class MetaSRDecoder(nn.Module):
         self, state: State, coord: Tensor, cell: Tensor, *, dtype: torch.dtype | None = None
     ) -> Tensor:
         _check_cell(cell, coord)
+        grad = torch.is_grad_enabled()
         h, w = _feat_hw(state)
         table = state["table"]
         b, thp, twp, c = table.shape  # padded by one code on each side
@@ -318,6 +360,11 @@ class MetaSRDecoder(nn.Module):
             indexing="ij",
         )
         window = (ky * twp + kx).reshape(9)  # k = 3*ky + kx, the unfold order
+        if grad:  # training: the plain differentiable form (no out= buffers, no deduplication)
+            codes = _gather_rows(table, base.unsqueeze(-1) + window)  # (B, Q, 9, C), k-major
+            codes = codes.transpose(-1, -2).reshape(b, q, 1, 9 * c)  # (B, Q, 1, 9C), c*9 + k
+            weight = self.imnet(mlp_in).view(b, q, 9 * c, 3)  # (B, Q, 9C, 3)
+            return (codes @ weight).squeeze(-2)  # (B, Q, 3)
         rows = self._weight_rows()
         layers, exact = (
             [
