@@ -113,7 +113,8 @@ def test_presets_compose_and_instantiate(monkeypatch: pytest.MonkeyPatch, tmp_pa
     dm.setup("fit")
     assert len(dm.train_set.store) == 9
     with pytest.raises(
-        UserError, match="DIV2K_train_HR' does not exist: run scripts/download_div2k"
+        UserError,
+        match=r"DIV2K_train_HR' does not exist: set data.train_dir to an image folder, or run scripts/download_div2k",
     ):
         instantiate(div2k).setup("fit")
 

@@ -50,8 +50,7 @@ def official_demo(model_name: str, ckpt: Path, photo: Path, h: int, w: int) -> n
 
     net = load_checkpoint(ckpt).model
     img = (
-        torch.from_numpy(np.asarray(Image.open(photo).convert("RGB"))).permute(2, 0, 1).float()
-        / 255
+        torch.from_numpy(np.array(Image.open(photo).convert("RGB"))).permute(2, 0, 1).float() / 255
     )
     inp = ((img - 0.5) / 0.5).unsqueeze(0)
     coord = make_coord((h, w)).unsqueeze(0)
@@ -128,10 +127,9 @@ def test_full_photo_with_exact_size_and_odd_modes(tmp_path: Path) -> None:
     )  # same picture
 
 
-def test_errors_are_one_line_with_exit_2(
-    official_ckpt: tuple[str, Path], small_photo: Path, tmp_path: Path
-) -> None:
-    _, ckpt = official_ckpt
+def test_errors_are_one_line_with_exit_2(small_photo: Path, tmp_path: Path) -> None:
+    ckpt = tmp_path / "lte.pth"
+    save_official(build_model("lte", "edsr_baseline"), ckpt, "lte", "edsr_baseline")
     not_image = tmp_path / "notes.png"
     not_image.write_text("not an image")
     bad_ckpt = tmp_path / "bad.pth"

@@ -149,7 +149,7 @@ class SRDataModule(L.LightningDataModule):
 
     def _store(self, folder: str | os.PathLike[str], option: str, min_size: int) -> ImageStore:
         path = resolve_dir(folder, option)
-        files = list_images(path, hint=download_hint(path))
+        files = list_images(path, hint=f"set {option} to an image folder, or {download_hint(path)}")
         return ImageStore(
             files,
             min_size=min_size,

@@ -63,6 +63,8 @@ def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """``(H, W, 3)`` uint8 → ``(3, H, W)`` float32 in [0, 1]."""
+    if not img.flags.writeable:  # torch warns on read-only arrays (e.g. mmap caches, PIL views)
+        img = img.copy()
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
 
 
