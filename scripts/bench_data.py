@@ -15,13 +15,13 @@ import argparse
 import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
+from lte.atomic import atomic_write_text
 from lte.data.datamodule import resolve_dir
 from lte.data.datasets import RandomScaleDataset
 from lte.data.layouts import list_images
@@ -71,10 +71,7 @@ def model_rate(batches: list[dict[str, torch.Tensor]], device: torch.device, ste
 
 def write_json(result: dict[str, object], path: Path) -> None:
     """Write the result atomically (temp file + rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(result, indent=2))
 
 
 @exit_on_user_error

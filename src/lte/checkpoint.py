@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from lte.atomic import atomic_path
 from lte.errors import UserError
 from lte.models.build import instantiate_model, model_config
 from lte.models.sr import SRModel
@@ -261,18 +261,8 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """``torch.save`` to a temp file in the same folder, then rename: a crash never leaves half a file."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(p) as tmp:
         torch.save(obj, tmp)
-        # mkstemp creates 0600 files; give the checkpoint the permissions the umask asks for.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 _OFFICIAL_ENCODER_NAMES = {v: k for k, v in _OFFICIAL_ENCODERS.items()}

@@ -17,12 +17,12 @@ import csv
 import io
 import math
 import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lte.atomic import atomic_path, atomic_write_text
 from lte.errors import UserError, exit_on_user_error
 from lte.evaluate import RESULT_KEYS, read_results
 from lte.published import PUBLISHED_CKPT, UNCHECKED, published_records
@@ -201,27 +201,11 @@ def plot_psnr(records: Sequence[dict[str, Any]], path: Path) -> None:
     fig.legend([handles[m] for m in labels], labels, loc="lower center", ncol=ncol, fontsize=8)
     rows_of_legend = math.ceil(len(labels) / ncol)
     fig.tight_layout(rect=(0, min(0.08 * rows_of_legend, 0.5), 1, 1))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120)
     finally:
         plt.close(fig)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _csv(records: Sequence[dict[str, Any]]) -> str:
@@ -275,8 +259,8 @@ def compare(
         "plot": out_dir / "comparison.png",
         "csv": out_dir / "comparison.csv",
     }
-    _atomic_write(paths["markdown"], md)
-    _atomic_write(paths["csv"], _csv(records))
+    atomic_write_text(paths["markdown"], md)
+    atomic_write_text(paths["csv"], _csv(records))
     plot_psnr(records, paths["plot"])
     if use_wandb:
         log_comparison_to_wandb(records, md, paths["plot"], out_dir, project=wandb_project)

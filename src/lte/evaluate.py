@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lte.atomic import atomic_write_text
 from lte.data.images import denormalize, load_rgb, normalize, to_tensor
 from lte.data.layouts import format_scale, is_image, list_images, lr_candidates
 from lte.data.resize import lr_size, make_lr
@@ -352,18 +352,6 @@ def read_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return [validate_record(rec, f"'{p}' record {i}") for i, rec in enumerate(data)]
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path.lock`` (POSIX), so parallel multirun jobs merge safely."""
@@ -422,8 +410,8 @@ def write_results(
         for rec in new:
             rows[record_key(rec)] = rec
         out = list(rows.values())
-        _atomic_write_text(p, json.dumps(out, indent=2) + "\n")
-        _atomic_write_text(p.with_suffix(".csv"), results_to_csv(out))
+        atomic_write_text(p, json.dumps(out, indent=2) + "\n")
+        atomic_write_text(p.with_suffix(".csv"), results_to_csv(out))
     return out
 
 

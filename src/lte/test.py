@@ -20,29 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lte.errors import UserError, exit_on_user_error
 from lte.evaluate import ResultRecord, TestSet, evaluate_testset, write_results
+from lte.inference import resolve_device
 
 log = logging.getLogger(__name__)
 
 #: Keys a test-set config may hold (see conf/testset/).
 TESTSET_KEYS = ("name", "root", "hr_dir", "lr_dir", "protocol", "download")
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` is CUDA when available, else CPU; an unavailable CUDA request is a UserError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"device={name} is not a device: use auto, cpu or cuda[:N]") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device={name}: CUDA is not available on this machine; use device=cpu")
-    return device
 
 
 def testset_from_node(node: DictConfig, label: str = "testset") -> TestSet:
@@ -232,7 +219,7 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
     tile = cfg.eval.get("tile", 0)
     if tile is not None and (not isinstance(tile, int) or tile < 0):
         raise UserError(f"eval.tile={tile} must be 0 (whole image), null (automatic) or a size > 0")
-    device = pick_device(str(cfg.device))
+    device = resolve_device(str(cfg.device), "device=")
     for testset in testsets:  # a missing data set fails before the (slow) checkpoint load
         testset.hr_images()
     loaded = load_checkpoint(cfg.ckpt, map_location=device)

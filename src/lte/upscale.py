@@ -18,7 +18,7 @@ from lte.checkpoint import load_checkpoint
 from lte.data.images import denormalize, load_rgb, normalize, save_rgb, to_tensor, to_uint8
 from lte.errors import UserError, exit_on_user_error
 from lte.geometry import cell_enlargement
-from lte.inference import DEFAULT_CHUNK, predict, stderr_progress
+from lte.inference import DEFAULT_CHUNK, predict, resolve_device, stderr_progress
 
 #: ``--dtype`` names → the decoder MLP's compute type (``None``: the model's own float32).
 DTYPES: dict[str, torch.dtype | None] = {
@@ -67,19 +67,6 @@ def output_size(
             f"--scale {scale} gives an empty {w}x{h} output for a {lr_hw[1]}x{lr_hw[0]} input"
         )
     return h, w
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` is CUDA when available, else CPU; an unavailable CUDA request is a UserError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device '{name}' is not a device: use auto, cpu or cuda[:N]") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return device
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     out_hw = output_size(lr_hw, args.scale, size)
     # Check the destination before the (possibly long) computation.
     save_target_check(args.output)
-    device = pick_device(args.device)
+    device = resolve_device(args.device, "--device")
     loaded = load_checkpoint(args.ckpt, map_location=device)
     scale_max = args.scale_max if args.scale_max is not None else loaded.scale_max
     cell_scale = (

@@ -8,13 +8,13 @@ the same files and fails on a bad one with the same one-line error.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from lte.atomic import atomic_path
 from lte.errors import UserError
 
 #: File suffixes treated as images when a folder is scanned.
@@ -97,11 +97,5 @@ def save_rgb(img: np.ndarray, path: str | os.PathLike[str]) -> None:
     fmt = Image.registered_extensions().get(p.suffix.lower())
     if fmt is None:
         raise UserError(f"output '{p}' has no image suffix: use .png, .jpg, .bmp, .tif or .webp")
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{p.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(p) as tmp:
         Image.fromarray(np.ascontiguousarray(img)).save(tmp, format=fmt)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from lte.atomic import atomic_path
 from lte.data.images import load_rgb
 from lte.errors import UserError
 
@@ -72,14 +72,8 @@ def cache_key(path: Path) -> str:
 
 def _save_npy_atomic(arr: np.ndarray, target: Path) -> None:
     """Write ``arr`` to ``target`` via a temp file + ``os.replace`` (safe with concurrent writers)."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
+        np.save(f, arr)
 
 
 def _npy_shape(path: Path) -> tuple[int, ...] | None:
