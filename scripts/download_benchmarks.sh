@@ -32,6 +32,8 @@ for arg in "$@"; do
   esac
 done
 
+source "$(dirname "${BASH_SOURCE[0]}")/_download_lib.sh"  # fetch, sha256, check_sum
+
 declare -A EXPECTED=([Set5]=5 [Set14]=14 [B100]=100 [Urban100]=100)
 
 count_img() { find "$1" -maxdepth 1 -type f \( -name '*.png' -o -name '*.bmp' \) 2>/dev/null | wc -l | tr -d ' '; }
@@ -44,23 +46,6 @@ all_ok() { # every set has its HR and LR x2/x3/x4 images
       [ "$(count_img "$ROOT/benchmark/$set/LR_bicubic/X$s")" = "${EXPECTED[$set]}" ] || return 1
     done
   done
-}
-
-fetch() { # fetch URL FILE: resumable download to FILE (via FILE.part)
-  local url="$1" out="$2"
-  if command -v curl >/dev/null 2>&1; then
-    curl -fL --retry 5 --retry-delay 5 -C - -o "$out.part" "$url"
-  elif command -v wget >/dev/null 2>&1; then
-    wget -c --tries=5 -O "$out.part" "$url"
-  else
-    echo "error: need curl or wget to download $url" >&2; exit 1
-  fi
-  mv "$out.part" "$out"
-}
-
-sha256() {
-  if command -v sha256sum >/dev/null 2>&1; then sha256sum "$1" | cut -d' ' -f1
-  else shasum -a 256 "$1" | cut -d' ' -f1; fi
 }
 
 if all_ok; then
@@ -77,16 +62,7 @@ if [ ! -f "$ARCHIVES/$NAME" ] || ! tar_ok "$ARCHIVES/$NAME"; then
   tar_ok "$ARCHIVES/$NAME" || { echo "error: $ARCHIVES/$NAME is damaged: delete it and re-run" >&2; exit 1; }
 fi
 
-sum="$(sha256 "$ARCHIVES/$NAME")"
-touch "$ARCHIVES/SHA256SUMS"
-known="$(awk -v n="$NAME" '$2 == n {print $1}' "$ARCHIVES/SHA256SUMS")"
-if [ -z "$known" ]; then
-  echo "$sum  $NAME" >> "$ARCHIVES/SHA256SUMS"
-  echo "  sha256 $sum (recorded in $ARCHIVES/SHA256SUMS)"
-elif [ "$known" != "$sum" ]; then
-  echo "error: $NAME sha256 $sum differs from the recorded $known: delete it and re-run" >&2
-  exit 1
-fi
+check_sum "$NAME"
 
 # Unpack into a scratch folder first, then move the sets into place: the bundle's top folder is
 # "benchmark/", and a half-unpacked set must never look complete.

@@ -32,18 +32,7 @@ for arg in "$@"; do
 done
 
 PY="$(command -v python3 || command -v python || true)"
-
-fetch() { # fetch URL FILE: resumable download to FILE (via FILE.part)
-  local url="$1" out="$2"
-  if command -v curl >/dev/null 2>&1; then
-    curl -fL --retry 5 --retry-delay 5 -C - -o "$out.part" "$url"
-  elif command -v wget >/dev/null 2>&1; then
-    wget -c --tries=5 -O "$out.part" "$url"
-  else
-    echo "error: need curl or wget to download $url" >&2; exit 1
-  fi
-  mv "$out.part" "$out"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/_download_lib.sh"  # fetch, sha256, check_sum
 
 zip_ok() { # zip_ok FILE: every member's CRC-32 checks out
   if command -v unzip >/dev/null 2>&1; then
@@ -64,26 +53,6 @@ unpack() { # unpack ZIP DEST
 }
 
 count_png() { find "$1" -maxdepth 1 -name '*.png' 2>/dev/null | wc -l | tr -d ' '; }
-
-sha256() {
-  if command -v sha256sum >/dev/null 2>&1; then sha256sum "$1" | cut -d' ' -f1
-  else shasum -a 256 "$1" | cut -d' ' -f1; fi
-}
-
-check_sum() { # check_sum NAME: compare with, or record into, archives/SHA256SUMS
-  local name="$1" sum
-  sum="$(sha256 "$ARCHIVES/$name")"
-  touch "$ARCHIVES/SHA256SUMS"
-  local known
-  known="$(awk -v n="$name" '$2 == n {print $1}' "$ARCHIVES/SHA256SUMS")"
-  if [ -z "$known" ]; then
-    echo "$sum  $name" >> "$ARCHIVES/SHA256SUMS"
-    echo "  sha256 $sum (recorded in $ARCHIVES/SHA256SUMS)"
-  elif [ "$known" != "$sum" ]; then
-    echo "error: $name sha256 $sum differs from the recorded $known: delete it and re-run" >&2
-    exit 1
-  fi
-}
 
 get() { # get ARCHIVE_NAME TARGET_DIR EXPECTED_COUNT
   local name="$1" target="$2" expected="$3"
