@@ -245,10 +245,8 @@ def predict(
     b, _, h, w = lr.shape
     out_h, out_w = out_hw
     device = lr.device
-    # The same float32 operations as query_grid / make_cell, for one shared cell.
-    cell = torch.ones(1, 2, device=device)
-    cell[:, 0] *= 2 / out_h
-    cell[:, 1] *= 2 / out_w
+    # One cell shared by every query (the decoders then compute cell terms once per image).
+    cell = make_cell((out_h, out_w), 1, device=device)
     if cell_scale != (1.0, 1.0):
         cell = cell * torch.tensor(cell_scale, device=device)
     cell = cell.unsqueeze(0).expand(b, 1, 2)  # (B, 1, 2)
