@@ -18,7 +18,7 @@ from lte.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
-CONF = ROOT / "conf" / "data"
+CONF = ROOT / "src" / "lte" / "conf" / "data"
 
 
 def make_dm(**kw: object) -> SRDataModule:

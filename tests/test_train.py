@@ -26,7 +26,7 @@ from lte.training import AtomicCheckpointIO, capture_rng_state, restore_rng_stat
 from lte.training.wandb_run import read_run_id, resolve_run_id, wandb_mode, write_run_id
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+CONF = ROOT / "src" / "lte" / "conf"
 
 # The real config, shrunk to seconds on a CPU: 9 photos / batch 4 = 2 steps an epoch.
 SMALL = [

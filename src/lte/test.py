@@ -267,7 +267,7 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
     return records
 
 
-@hydra.main(version_base=None, config_path="../../conf", config_name="test")
+@hydra.main(version_base=None, config_path="conf", config_name="test")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     """Hydra entry point (``python -m lte.test`` / ``lte-test``)."""

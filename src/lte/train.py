@@ -243,7 +243,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base=None, config_path="../../conf", config_name="train")
+@hydra.main(version_base=None, config_path="conf", config_name="train")
 @exit_on_user_error
 def _hydra_main(cfg: DictConfig) -> float | None:
     metrics = train(cfg)

@@ -16,7 +16,7 @@ from lte.errors import UserError
 from lte.models.sr import SRModel
 
 #: The repository's Hydra config directory.
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def available(group: str) -> list[str]:
