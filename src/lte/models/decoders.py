@@ -127,10 +127,15 @@ class LTEDecoder(nn.Module):
         mlp_hidden: hidden widths of the MLP (``[256, 256, 256]``).
     """
 
+    #: The allow-listed name of this family in model descriptions (see ``SRModel.describe``).
+    kind = "lte"
+
     def __init__(
         self, in_channels: int, hidden_dim: int = 256, mlp_hidden: Sequence[int] = (256, 256, 256)
     ) -> None:
         super().__init__()
+        #: Constructor arguments but ``in_channels`` (the encoder's width): the decoder's identity.
+        self.config = {"hidden_dim": int(hidden_dim), "mlp_hidden": [int(v) for v in mlp_hidden]}
         if hidden_dim % 2:
             raise ValueError(f"hidden_dim must be even (cos and sin halves), got {hidden_dim}")
         self.hidden_dim = hidden_dim
@@ -220,8 +225,13 @@ class LIIFDecoder(nn.Module):
         mlp_hidden: hidden widths of the MLP (``[256, 256, 256, 256]``).
     """
 
+    #: The allow-listed name of this family in model descriptions (see ``SRModel.describe``).
+    kind = "liif"
+
     def __init__(self, in_channels: int, mlp_hidden: Sequence[int] = (256, 256, 256, 256)) -> None:
         super().__init__()
+        #: Constructor arguments but ``in_channels`` (the encoder's width): the decoder's identity.
+        self.config = {"mlp_hidden": [int(v) for v in mlp_hidden]}
         self.in_channels = in_channels
         self.imnet = MLP(in_channels * 9 + 4, 3, list(mlp_hidden))
 
@@ -307,8 +317,13 @@ class MetaSRDecoder(nn.Module):
         mlp_hidden: hidden widths of the weight-prediction MLP (``[256]``).
     """
 
+    #: The allow-listed name of this family in model descriptions (see ``SRModel.describe``).
+    kind = "metasr"
+
     def __init__(self, in_channels: int, mlp_hidden: Sequence[int] = (256,)) -> None:
         super().__init__()
+        #: Constructor arguments but ``in_channels`` (the encoder's width): the decoder's identity.
+        self.config = {"mlp_hidden": [int(v) for v in mlp_hidden]}
         self.in_channels = in_channels
         self.in_features = in_channels * 9
         self.imnet = MLP(3, self.in_features * 3, list(mlp_hidden))

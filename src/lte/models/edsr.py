@@ -42,12 +42,22 @@ class EDSR(nn.Module):
     i.e. a radius of that many LR pixels (34 for the baseline, 66 for EDSR).
     """
 
+    #: The allow-listed name of this family in model descriptions (see ``SRModel.describe``).
+    kind = "edsr"
+
     pad_multiple = 0
 
     def __init__(
         self, n_resblocks: int = 16, n_feats: int = 64, res_scale: float = 1.0, in_channels: int = 3
     ) -> None:
         super().__init__()
+        #: Constructor arguments: the encoder's identity in checkpoints, results and W&B.
+        self.config = {
+            "n_resblocks": int(n_resblocks),
+            "n_feats": int(n_feats),
+            "res_scale": float(res_scale),
+            "in_channels": int(in_channels),
+        }
         self.out_channels = n_feats
         self.receptive_radius = 2 * n_resblocks + 2
         self.head = nn.Sequential(conv3x3(in_channels, n_feats))

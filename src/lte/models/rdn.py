@@ -51,6 +51,9 @@ class RDN(nn.Module):
     Receptive field radius (kernel 3): ``2 + n_blocks * n_layers + 1`` LR pixels (131 for config B).
     """
 
+    #: The allow-listed name of this family in model descriptions (see ``SRModel.describe``).
+    kind = "rdn"
+
     pad_multiple = 0
 
     def __init__(
@@ -63,6 +66,15 @@ class RDN(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
+        #: Constructor arguments: the encoder's identity in checkpoints, results and W&B.
+        self.config = {
+            "g0": int(g0),
+            "n_blocks": int(n_blocks),
+            "n_layers": int(n_layers),
+            "growth": int(growth),
+            "kernel": int(kernel),
+            "in_channels": int(in_channels),
+        }
         self.out_channels = g0
         self.receptive_radius = (kernel // 2) * (3 + n_blocks * n_layers)
         self.SFENet1 = nn.Conv2d(in_channels, g0, kernel, padding=kernel // 2)

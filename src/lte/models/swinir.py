@@ -229,6 +229,9 @@ class SwinIR(nn.Module):
         in_channels: input channels (3).
     """
 
+    #: The allow-listed name of this family in model descriptions (see ``SRModel.describe``).
+    kind = "swinir"
+
     def __init__(
         self,
         embed_dim: int = 180,
@@ -244,6 +247,17 @@ class SwinIR(nn.Module):
         depths, num_heads = list(depths), list(num_heads)
         if len(depths) != len(num_heads):
             raise ValueError(f"depths {depths} and num_heads {num_heads} must have the same length")
+        #: Constructor arguments: the encoder's identity in checkpoints, results and W&B.
+        self.config = {
+            "embed_dim": int(embed_dim),
+            "depths": [int(d) for d in depths],
+            "num_heads": [int(h) for h in num_heads],
+            "window_size": int(window_size),
+            "mlp_ratio": float(mlp_ratio),
+            "drop_path_rate": float(drop_path_rate),
+            "out_channels": int(out_channels),
+            "in_channels": int(in_channels),
+        }
         self.out_channels = out_channels
         self.window_size = window_size
         self.pad_multiple = window_size
