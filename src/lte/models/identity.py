@@ -1,0 +1,84 @@
+"""Human labels for a model description (``SRModel.describe()``), for run names, results and W&B.
+
+The label comes from what the model *is*, never from the name of the config file that built it: a
+new ``conf/encoder/edsr_wide.yaml`` cannot relabel EDSR-baseline. The encoders of the papers have
+their usual names; any other hyper-parameters are spelled out after the family name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+#: The papers' encoder configurations, by label: family plus every constructor argument.
+NAMED_ENCODERS: dict[str, dict[str, Any]] = {
+    "edsr_baseline": {
+        "kind": "edsr",
+        "n_resblocks": 16,
+        "n_feats": 64,
+        "res_scale": 1.0,
+        "in_channels": 3,
+    },
+    "edsr": {"kind": "edsr", "n_resblocks": 32, "n_feats": 256, "res_scale": 0.1, "in_channels": 3},
+    "rdn": {
+        "kind": "rdn",
+        "g0": 64,
+        "n_blocks": 16,
+        "n_layers": 8,
+        "growth": 64,
+        "kernel": 3,
+        "in_channels": 3,
+    },
+    "swinir": {
+        "kind": "swinir",
+        "embed_dim": 180,
+        "depths": [6, 6, 6, 6, 6, 6],
+        "num_heads": [6, 6, 6, 6, 6, 6],
+        "window_size": 8,
+        "mlp_ratio": 2.0,
+        "drop_path_rate": 0.1,
+        "out_channels": 64,
+        "in_channels": 3,
+    },
+}
+#: The family whose arguments differences are spelled against, per encoder kind.
+_FAMILY_BASE = {"edsr": "edsr_baseline", "rdn": "rdn", "swinir": "swinir"}
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return float(a) == float(b)
+    return a == b
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "x".join(_fmt(v) for v in value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def encoder_label(encoder: Mapping[str, Any]) -> str:
+    """``edsr_baseline``, ``edsr``, ``rdn``, ``swinir``, or e.g. ``edsr-n_resblocks2-n_feats16``."""
+    for name, known in NAMED_ENCODERS.items():
+        if set(known) == set(encoder) and all(_same(encoder[k], v) for k, v in known.items()):
+            return name
+    kind = str(encoder.get("kind"))
+    base = NAMED_ENCODERS.get(_FAMILY_BASE.get(kind, ""), {})
+    diff = [
+        f"{k}{_fmt(v)}" for k, v in encoder.items() if k != "kind" and not _same(base.get(k), v)
+    ]
+    return "-".join([kind, *diff])
+
+
+def model_label(decoder: Mapping[str, Any]) -> str:
+    """The decoder family: ``lte``, ``liif``, ``metasr`` (its widths are in the description)."""
+    return str(decoder.get("kind"))
+
+
+def labels(description: Mapping[str, Any]) -> tuple[str, str]:
+    """``(model_name, encoder_name)`` of an ``SRModel.describe()`` dict, e.g. ``("lte", "rdn")``."""
+    return model_label(description["decoder"]), encoder_label(description["encoder"])
