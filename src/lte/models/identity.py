@@ -62,14 +62,14 @@ def _fmt(value: Any) -> str:
 
 
 def encoder_label(encoder: Mapping[str, Any]) -> str:
-    """``edsr_baseline``, ``edsr``, ``rdn``, ``swinir``, or e.g. ``edsr-n_resblocks2-n_feats16``."""
+    """``edsr_baseline``, ``edsr``, ``rdn``, ``swinir``, or e.g. ``edsr-n_resblocks=2-n_feats=16``."""
     for name, known in NAMED_ENCODERS.items():
         if set(known) == set(encoder) and all(_same(encoder[k], v) for k, v in known.items()):
             return name
     kind = str(encoder.get("kind"))
     base = NAMED_ENCODERS.get(_FAMILY_BASE.get(kind, ""), {})
     diff = [
-        f"{k}{_fmt(v)}" for k, v in encoder.items() if k != "kind" and not _same(base.get(k), v)
+        f"{k}={_fmt(v)}" for k, v in encoder.items() if k != "kind" and not _same(base.get(k), v)
     ]
     return "-".join([kind, *diff])
 
