@@ -440,3 +440,15 @@ def test_nan_loss_skips_steps_then_stops(tmp_path: Path) -> None:
     assert (res.stdout + res.stderr).count("non-finite loss") >= 3  # Hydra logs to stdout
     assert "error: the loss was NaN/Inf for 3 steps in a row" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_slurm_launcher_resumes_by_default() -> None:
+    from lte.training.resume import requested_ckpt_path
+
+    submitit = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert requested_ckpt_path(None, submitit) == "last"
+    assert requested_ckpt_path("runs/a/x.ckpt", submitit) == "runs/a/x.ckpt"
+    assert (
+        requested_ckpt_path(None, "hydra._internal.core_plugins.basic_launcher.BasicLauncher")
+        is None
+    )

@@ -26,6 +26,19 @@ log = logging.getLogger(__name__)
 LAST = "last"
 
 
+def requested_ckpt_path(value: Any, launcher_target: str | None) -> str | None:
+    """``ckpt_path`` as given, but ``last`` by default under the SLURM (submitit) launcher.
+
+    A job SLURM requeues after a timeout or preemption runs the same command in the same run
+    directory again: it must resume, and a fresh job must start, with no manual step.
+    """
+    if value not in (None, ""):
+        return str(value)
+    if launcher_target and "submitit" in launcher_target.lower():
+        return LAST
+    return None
+
+
 def existing_checkpoints(run_dir: Path, checkpoint_dir: Path) -> list[Path]:
     """Checkpoints an earlier start left in this run directory (Lightning's SLURM ``hpc_ckpt_*`` too)."""
     found = sorted(checkpoint_dir.glob("*.ckpt")) if checkpoint_dir.is_dir() else []

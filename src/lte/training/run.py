@@ -18,7 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 from lte.errors import UserError
 from lte.training.checks import build, check_config
 from lte.training.loggers import build_loggers, default_tags, run_name
-from lte.training.resume import check_resume_fits, load_resume_checkpoint, resolve_ckpt_path
+from lte.training.resume import (
+    check_resume_fits,
+    load_resume_checkpoint,
+    requested_ckpt_path,
+    resolve_ckpt_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,16 @@ def process_rank() -> int:
     from lightning.pytorch.utilities import rank_zero_only
 
     return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
+def launcher_target() -> str | None:
+    """The Hydra launcher running this job (``..._SubmititLauncher`` on SLURM), if under Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    target = HydraConfig.get().launcher.get("_target_")
+    return str(target) if target else None
 
 
 def plain(cfg: DictConfig) -> dict[str, Any]:
@@ -75,7 +90,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
     ckpt_dir = Path(cfg.paths.checkpoint_dir)
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir, ckpt_dir)
+    ckpt_path = resolve_ckpt_path(
+        requested_ckpt_path(cfg.get("ckpt_path"), launcher_target()), run_dir, ckpt_dir
+    )
     ensure_writable(ckpt_dir)
     resume = load_resume_checkpoint(ckpt_path) if ckpt_path is not None else None
     rank = process_rank()
