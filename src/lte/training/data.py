@@ -15,6 +15,7 @@ not depend on the number of devices either.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +24,8 @@ import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+log = logging.getLogger(__name__)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -151,11 +154,19 @@ class ResumableLoader:
         return iter(self.loader)
 
     def state_dict(self) -> dict[str, int]:
-        """What the batches depend on besides the trainer's progress (checked on resume)."""
+        """What the batches depend on besides the trainer's progress (compared on resume)."""
         return {"seed": self.batches.seed, "size": self.batches.size}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.resumed_from = dict(state)
+        """Say so when the resumed run draws other samples than the original would have."""
+        mine = self.state_dict()
+        if any(state.get(k) != v for k, v in mine.items()):
+            log.warning(
+                "resuming with another seed or training set (checkpoint %s, now %s): the samples "
+                "differ from those the original run would have drawn",
+                state,
+                mine,
+            )
 
 
 class TrainingData(L.LightningDataModule):
