@@ -60,11 +60,11 @@ def test_every_release_loads_and_matches(key: str, tmp_path: Path) -> None:
 def test_export_reproduces_the_release_layout(key: str, tmp_path: Path) -> None:
     model_name, encoder_name = CONFIGS[key]
     net = build_model(model_name, encoder_name)
-    state = official_state(net, model_name, encoder_name)["model"]
+    state = official_state(net)["model"]
     assert state["args"] == LAYOUT[key]["args"]
     assert {k: list(v.shape) for k, v in state["sd"].items()} == LAYOUT[key]["state_dict_shapes"]
     path = tmp_path / "x.pth"
-    save_official(net, path, model_name, encoder_name)
+    save_official(net, path)
     again = load_checkpoint(path).model
     for (name, a), b in zip(net.state_dict().items(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
@@ -73,7 +73,7 @@ def test_export_reproduces_the_release_layout(key: str, tmp_path: Path) -> None:
 def test_recomputed_swinir_buffers_equal_the_released_ones() -> None:
     """The masks and indices we skip on load are the ones the release would have held (48×48 patches)."""
     net = build_model("lte", "swinir")
-    sd = official_state(net, "lte", "swinir")["model"]["sd"]
+    sd = official_state(net)["model"]["sd"]
     mask = sd["encoder.layers.0.residual_group.blocks.1.attn_mask"]
     assert mask.shape == (36, 64, 64)
     assert set(mask.unique().tolist()) == {0.0, -100.0}
