@@ -66,9 +66,8 @@ def int_field(
     lo: int = 1, hi: int = _MAX_WIDTH, *, even: bool = False, odd: bool = False
 ) -> Validator:
     """An int in ``[lo, hi]`` (optionally even or odd)."""
-    what = "an even " if even else "an odd " if odd else "a "
-    what += "positive int" if lo == 1 else f"int >= {lo}"
-    what += f" <= {hi}"
+    article = "an even" if even else "an odd" if odd else "a positive" if lo == 1 else "an"
+    what = f"{article} int " + (f"<= {hi}" if lo == 1 else f"from {lo} to {hi}")
 
     def check(value: Any, path: str) -> int:
         ok = is_int(value) and lo <= value <= hi
@@ -191,6 +190,11 @@ def _fields(data: Any, path: str, table: Mapping[str, Mapping[str, Validator]], 
     if not isinstance(data, Mapping):
         raise FieldError(
             path, f"must be a dict with 'kind' and the {family}'s fields, got {short_repr(data)}"
+        )
+    if "_target_" in data:
+        raise FieldError(
+            path,
+            "holds a '_target_': a model is described by its kind and fields, never by code to run",
         )
     kind = data.get("kind")
     if not isinstance(kind, str) or kind not in table:
