@@ -48,8 +48,6 @@ OFFICIAL_SCALE_MAX = 4.0
 NORMALIZATION = {"mean": 0.5, "std": 0.5}
 #: The ``"lte"`` entry's layout written by :func:`checkpoint_metadata`.
 FORMAT_VERSION = 2
-#: The converter named in errors about files this version can't read as is.
-CONVERTER = "python scripts/convert_checkpoint.py OLD NEW"
 
 _PREFIX = re.compile(r"^([A-Za-z_]\w*\.){0,4}$")  # "net.", "model.net.", or "" (no prefix)
 _LABEL = re.compile(r"^[\w.=\-]{1,200}$")  # format-1 model_name / encoder_name
@@ -217,10 +215,8 @@ def _lte_v1_spec(meta: Mapping[str, Any], where: str) -> tuple[ModelSpec, str]:
     keys = ("config", "model_name", "encoder_name", "scale_max", "normalization", "prefix")
     try:
         _node(meta, "lte", (*keys, "format_version"))
-        for key in (
-            "model_name",
-            "encoder_name",
-        ):  # old labels: checked, then replaced by the model's
+        # The old stored labels: checked, then ignored (labels now come from the model itself).
+        for key in ("model_name", "encoder_name"):
             if not isinstance(meta[key], str) or not _LABEL.match(meta[key]):
                 raise FieldError(
                     f"lte.{key}", f"must be a name such as 'lte', got {short_repr(meta[key])}"
