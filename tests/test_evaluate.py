@@ -316,9 +316,7 @@ def test_official_checkpoint_scores_as_the_literal_reference(
     from lte.checkpoint import load_checkpoint, save_official
     from lte.geometry import make_cell
 
-    save_official(
-        build_model(model_name, "edsr_baseline"), tmp_path / "m.pth", model_name, "edsr_baseline"
-    )
+    save_official(build_model(model_name, "edsr_baseline"), tmp_path / "m.pth")
     loaded = load_checkpoint(tmp_path / "m.pth")
     assert loaded.source == "official" and loaded.scale_max == 4.0
     lr = to_tensor(photo(12, 10)).unsqueeze(0)

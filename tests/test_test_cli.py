@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from conftest import sample_photos
 from lte.checkpoint import atomic_save, checkpoint_metadata, load_checkpoint
@@ -28,8 +27,7 @@ def save_tiny_checkpoint(path: Path, model: str = "lte", encoder: str = "edsr_ti
     """An lte-format checkpoint of a tiny random model (what training writes, minus Lightning)."""
     cfg = model_config(model, encoder)
     net = instantiate_model(cfg)
-    config = OmegaConf.to_container(cfg, resolve=True)
-    meta = checkpoint_metadata(config, model, encoder, 4.0)  # type: ignore[arg-type]
+    meta = checkpoint_metadata(net)
     sd = {f"net.{k}": v for k, v in net.state_dict().items()}
     atomic_save({"state_dict": sd, "lte": meta}, path)
     return path
@@ -90,7 +88,8 @@ def test_folder_run_writes_schema_json_and_csv(workdir: Path, protocol: str) -> 
     for rec in data:
         assert list(rec) == list(RESULT_KEYS)
         assert rec["testset"] == "photos" and rec["protocol"] == protocol
-        assert rec["images"] == 2 and rec["model"] == "lte" and rec["encoder"] == "edsr_tiny"
+        tiny = "edsr-n_resblocks=2-n_feats=16"  # the model's own label, not the config file name
+        assert rec["images"] == 2 and rec["model"] == "lte" and rec["encoder"] == tiny
         assert 10 < rec["psnr"] < 60 and 0 < rec["ssim"] <= 1
         assert rec["ckpt"].endswith("tiny.ckpt")
     with open(results.with_suffix(".csv")) as f:

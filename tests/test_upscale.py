@@ -40,7 +40,7 @@ def official_ckpt(
     torch.manual_seed(1)
     net = build_model(request.param, "edsr_baseline")
     path = tmp_path_factory.mktemp("ckpt") / f"{request.param}.pth"
-    save_official(net, path, request.param, "edsr_baseline")
+    save_official(net, path)
     return request.param, path
 
 
@@ -103,7 +103,7 @@ def test_full_photo_with_exact_size_and_odd_modes(tmp_path: Path) -> None:
     """A whole real photo, anisotropic --size, and grey / palette / RGBA inputs becoming RGB."""
     torch.manual_seed(0)
     ckpt = tmp_path / "lte.pth"
-    save_official(build_model("lte", "edsr_baseline"), ckpt, "lte", "edsr_baseline")
+    save_official(build_model("lte", "edsr_baseline"), ckpt)
     photo = Image.open(sample_photos()[0]).convert("RGB").resize((120, 90))
     variants = {
         "rgb.jpg": photo,
@@ -129,7 +129,7 @@ def test_full_photo_with_exact_size_and_odd_modes(tmp_path: Path) -> None:
 
 def test_errors_are_one_line_with_exit_2(small_photo: Path, tmp_path: Path) -> None:
     ckpt = tmp_path / "lte.pth"
-    save_official(build_model("lte", "edsr_baseline"), ckpt, "lte", "edsr_baseline")
+    save_official(build_model("lte", "edsr_baseline"), ckpt)
     not_image = tmp_path / "notes.png"
     not_image.write_text("not an image")
     bad_ckpt = tmp_path / "bad.pth"

@@ -29,7 +29,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     Image.open(sample_photos()[0]).convert("RGB").crop((50, 60, 98, 100)).save(photo)  # 48x40
     torch.manual_seed(3)
     ckpt = root / "lte.pth"
-    save_official(build_model("lte", "edsr_baseline"), ckpt, "lte", "edsr_baseline")
+    save_official(build_model("lte", "edsr_baseline"), ckpt)
     return root, photo, ckpt
 
 

@@ -201,9 +201,7 @@ class SRLitModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Add what inference needs (``"lte"``), the run config and the W&B run id; all plain data."""
-        checkpoint["lte"] = checkpoint_metadata(
-            self.model_config, self.model_name, self.encoder_name, self.scale_max
-        )
+        checkpoint["lte"] = checkpoint_metadata(self.net)
         checkpoint["train_config"] = self.train_config
         if self.wandb_run_id:
             checkpoint["wandb_run_id"] = self.wandb_run_id
