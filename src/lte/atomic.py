@@ -138,7 +138,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[
     """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
+    if os.path.isdir(target):
         raise UserError(f"cannot write '{target}': {USER_ERRNOS[errno.EISDIR]}")
     clean_leftovers(target)
     try:
@@ -190,7 +190,7 @@ def check_writable(path: str | os.PathLike[str]) -> None:
     """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
+    if os.path.isdir(target):
         raise UserError(f"cannot write '{target}': {USER_ERRNOS[errno.EISDIR]}")
     if len(target.name.encode()) > _name_max(folder):
         raise UserError(

@@ -184,7 +184,7 @@ def check_output(input_path: str, output_path: str, overwrite: bool) -> None:
     """
     src, dst = Path(input_path), Path(output_path)
     same = src.resolve() == dst.resolve()
-    if not same and src.exists() and dst.exists():
+    if not same and os.path.exists(src) and os.path.exists(dst):
         try:
             same = os.path.samefile(src, dst)
         except OSError:
@@ -195,7 +195,7 @@ def check_output(input_path: str, output_path: str, overwrite: bool) -> None:
             "replaced, even with --overwrite)"
         )
     check_output_path(dst)
-    if dst.exists() and not overwrite:
+    if os.path.exists(dst) and not overwrite:
         raise UserError(
             f"output '{dst}' already exists: choose another name, or pass --overwrite to replace it"
         )
@@ -296,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"checkpoint '{loaded.path}' produced non-finite values (NaN or infinity) for "
             f"'{args.input}': its weights are probably corrupt; use another checkpoint{hint}"
         )
-    if not args.overwrite and Path(args.output).exists():  # appeared while computing
+    if not args.overwrite and os.path.exists(args.output):  # appeared while computing
         check_output(args.input, args.output, args.overwrite)
     save_rgb(to_uint8(denormalize(sr[0])), args.output)
     print(

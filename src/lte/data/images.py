@@ -123,9 +123,9 @@ def _check_size(p: Path, img: Image.Image, limit: int) -> None:
 
 
 def _exists(p: Path) -> None:
-    if not p.exists():
+    if not os.path.exists(p):
         raise UserError(f"input image '{p}' does not exist: check the path")
-    if p.is_dir():
+    if os.path.isdir(p):
         raise UserError(f"input '{p}' is a folder, not an image file")
 
 
@@ -237,7 +237,7 @@ def check_output_path(path: str | os.PathLike[str]) -> str:
     """
     p = Path(path)
     parent = p.parent if str(p.parent) else Path(".")
-    if p.is_dir():
+    if os.path.isdir(p):
         raise UserError(
             f"output '{p}' is a folder: give a file name inside it, e.g. '{p / 'out.png'}'"
         )
