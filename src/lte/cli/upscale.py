@@ -84,7 +84,9 @@ def output_size(
     assert scale is not None
     finite_positive(scale, "--scale")
     exact = (scale * lr_hw[0], scale * lr_hw[1])
-    if not all(math.isfinite(v) for v in exact):
+    if not all(
+        math.isfinite(v) and v < 2**53 for v in exact
+    ):  # beyond any limit and float precision
         raise UserError(
             f"--scale {scale} gives an output too large to represent: use a smaller one"
         )
