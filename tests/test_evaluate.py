@@ -93,7 +93,7 @@ def photo(h: int, w: int, index: int = 0) -> np.ndarray:
 
 def folder_set(root: Path, name: str = "tiny", protocol: str = "benchmark") -> FolderSet:
     """The test set of a :func:`make_folder` folder, LR files included."""
-    return FolderSet(root / "HR", f"{root}/LR_bicubic/X{{scale}}", name=name, protocol=protocol)
+    return FolderSet(root / "HR", root / "LR_bicubic", name=name, protocol=protocol)
 
 
 def make_folder(root: Path, *, lr_scales: tuple[int, ...] = (2,)) -> Path:
@@ -344,8 +344,11 @@ def test_folder_preset_needs_its_folder_and_names_itself(tmp_path: Path) -> None
     root = make_folder(tmp_path / "photos", lr_scales=(2,))
     assert preset("folder", tmp_path, hr_dir=str(root / "HR")).name == "photos"
     assert FolderSet(root / "LR_bicubic" / "X2").name == "X2"
+    with_template = FolderSet(root / "HR", lr_dir=f"{root}/LR_bicubic/X{{scale}}")
+    assert with_template.lr_folder(2) == FolderSet(root / "HR", root / "LR_bicubic").lr_folder(2)
+    assert with_template.lr_folder(2) == root / "LR_bicubic" / "X2"
     with pytest.raises(UserError, match=r"testset\.lr_dir=.*\{scale\}"):
-        FolderSet(root / "HR", lr_dir=root / "LR_bicubic" / "X2")
+        TestSet("x", root / "HR", lr_dir=root / "LR_bicubic" / "X2")
 
 
 # --- settings and identity ----------------------------------------------------------------------

@@ -194,8 +194,9 @@ class FolderSet(TestSet):
     """Any folder of HR images (``testset=folder testset.hr_dir=DIR``).
 
     ``name`` defaults to the folder's name, or its parent's when the folder is called ``HR``
-    (``photos/HR`` is ``photos``). ``lr_dir`` (with ``{scale}``) points at LR files you have, e.g.
-    made by ``scripts/make_lr.py``; without it every scale uses PIL bicubic LR.
+    (``photos/HR`` is ``photos``). ``lr_dir`` is a folder of LR files you already have, with one
+    ``X{s}`` sub-folder per scale (``DIR/LR_bicubic``, as ``scripts/make_lr.py`` writes it; a path
+    with ``{scale}`` in it works too); without it every scale uses PIL bicubic LR.
     """
 
     def __init__(
@@ -212,6 +213,8 @@ class FolderSet(TestSet):
         folder = Path(hr_dir)
         if name is None:
             name = folder.resolve().parent.name if folder.name == "HR" else folder.resolve().name
+        if lr_dir is not None and SCALE_FIELD not in str(lr_dir):
+            lr_dir = f"{lr_dir}/X{SCALE_FIELD}"
         super().__init__(name, folder, lr_dir, protocol)
 
 
