@@ -206,7 +206,7 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
     testsets = testsets_from_config(cfg)
     for testset in testsets:  # a missing data set fails before the (slow) checkpoint load
         testset.hr_files()
-    loaded = load_checkpoint(cfg.ckpt, map_location=device)
+    loaded = load_checkpoint(cfg.ckpt)  # on the CPU; evaluate_testset moves it to `device`
     log.info("%s checkpoint '%s' on %s", loaded.source, loaded.path, device)
     records: list[ResultRecord] = []
     for testset in testsets:
