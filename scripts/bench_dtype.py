@@ -20,9 +20,9 @@ from lte.checkpoint import load_checkpoint
 from lte.data.images import denormalize, load_rgb, normalize, to_tensor
 from lte.data.layouts import list_images
 from lte.errors import exit_on_user_error
-from lte.evaluate import pair_on_the_fly
 from lte.inference import predict
 from lte.metrics import psnr_protocol
+from lte.testsets import pair_on_the_fly
 
 DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

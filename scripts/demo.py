@@ -31,8 +31,9 @@ from PIL import Image
 from lte.checkpoint import load_checkpoint
 from lte.data.images import load_rgb, to_tensor
 from lte.errors import UserError, exit_on_user_error
-from lte.evaluate import TestSet, evaluate_testset, pair_on_the_fly
+from lte.evaluate import evaluate_testset
 from lte.metrics import psnr_protocol
+from lte.testsets import FolderSet, pair_on_the_fly
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALES = (2.0, 3.0, 4.0)
@@ -109,18 +110,9 @@ def main(argv: list[str] | None = None) -> None:
 
     t1 = time.perf_counter()
     loaded = load_checkpoint(ckpt)
-    testset = TestSet(
-        name="sample-val", root=ROOT / "data" / "sample", protocol=PROTOCOL, hr_dir="val"
-    )
-    records = evaluate_testset(
-        loaded.model,
-        testset,
-        list(SCALES),
-        scale_max=loaded.scale_max,
-        model_name=loaded.model_name,
-        encoder_name=loaded.encoder_name,
-    )
-    hr_files = testset.hr_images()
+    testset = FolderSet(ROOT / "data" / "sample" / "val", name="sample-val", protocol=PROTOCOL)
+    records = evaluate_testset(loaded.model, testset, list(SCALES))
+    hr_files = testset.hr_files()
     t_eval = time.perf_counter() - t1
 
     print(

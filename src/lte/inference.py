@@ -26,7 +26,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from lte.errors import UserError
 from lte.geometry import make_cell, make_coord_1d, nearest_code_index
 from lte.models.decoders import DecoderState, Kernel
 from lte.models.sr import SRModel
@@ -231,20 +230,3 @@ def predict(
                 if progress is not None:
                     progress(done, total)
     return out
-
-
-def resolve_device(name: str, option: str = "--device") -> torch.device:
-    """``auto`` is CUDA when available, else CPU; a bad or unavailable device is a one-line UserError.
-
-    ``option`` names the setting in the message (``--device`` for the CLI, ``device=`` for Hydra apps).
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    sep = "" if option.endswith("=") else " "
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"{option}{sep}{name} is not a device: use auto, cpu or cuda[:N]") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"{option}{sep}{name}: CUDA is not available on this machine; use cpu")
-    return device

@@ -39,7 +39,6 @@ from lte.data.images import (
 )
 from lte.devices import resolve_device
 from lte.errors import UserError, exit_on_user_error
-from lte.geometry import cell_enlargement
 from lte.inference import DEFAULT_CHUNK, predict, stderr_progress
 from lte.limits import DEFAULT_MAX_OUTPUT_PIXELS, check_output_request, finite_positive
 
@@ -226,20 +225,14 @@ def upscale(
 ) -> torch.Tensor:
     """The one call of :func:`lte.inference.predict` in the CLI: ``(1, 3, h, w)`` → ``(1, 3, H, W)``.
 
-    ``scale_max`` is set on the model, where inference reads it; the cell enlargement is also
-    passed explicitly while :func:`predict` still takes it.
+    ``scale_max`` is set on the model, where :func:`predict` reads it to enlarge the cell per axis
+    beyond the training range.
     """
     loaded.model.scale_max = scale_max
-    lr_hw = lr.shape[-2:]
-    cell_scale = (
-        cell_enlargement(out_hw[0] / lr_hw[0], scale_max),
-        cell_enlargement(out_hw[1] / lr_hw[1], scale_max),
-    )
     return predict(
         loaded.model,
         lr,
         out_hw,
-        cell_scale=cell_scale,
         chunk=chunk,
         dtype=dtype,
         tile=tile,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from lte.data.images import IMAGE_SUFFIXES
 from lte.errors import UserError
+from lte.results import format_scale  # the project's one scale formatter, used here too
 
 #: Benchmark sets in the layout of the EDSR/LIIF ``benchmark.tar`` bundle.
 BENCHMARKS = ("Set5", "Set14", "B100", "Urban100")
@@ -39,12 +40,6 @@ def data_root(root: str | os.PathLike[str] | None = None) -> Path:
     if root is not None:
         return Path(root)
     return Path(os.environ.get(DATA_ENV) or "load")
-
-
-def format_scale(scale: float) -> str:
-    """A scale as it appears in folder and file names: ``2`` for 2.0, ``2.5`` for 2.5."""
-    s = float(scale)
-    return str(int(s)) if s.is_integer() else f"{s:g}"
 
 
 def is_image(path: Path) -> bool:

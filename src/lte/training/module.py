@@ -22,7 +22,6 @@ from torchmetrics import MeanMetric
 from lte.checkpoint import checkpoint_metadata
 from lte.data.images import denormalize
 from lte.errors import UserError
-from lte.geometry import cell_enlargement
 from lte.inference import DEFAULT_CHUNK, batched_query
 from lte.metrics import psnr
 from lte.models.sr import SRModel
@@ -169,7 +168,7 @@ class SRLitModule(L.LightningModule):
 
     def predict_queries(self, inp: Tensor, coord: Tensor, cell: Tensor, scale: float) -> Tensor:
         """Normalised RGB at every query, chunked; cells enlarged beyond ``scale_max``: ``(B, Q, 3)``."""
-        cell = cell * cell_enlargement(scale, self.scale_max)
+        cell = self.net.enlarge_cell(cell, scale)
         state = self.net.encode(inp)
         return batched_query(self.net, state, coord, cell, self.val_chunk)
 
