@@ -67,7 +67,7 @@ def checkpoint(path: Path, edit: str | None = None) -> Path:
             for p in (net.encoder.head[0].weight, net.encoder.head[0].bias):
                 p.mul_(1e30)
             net.encoder.body[0].body[0].weight.mul_(1e30)
-    save_official(net, path, "lte", "edsr_baseline")
+    save_official(net, path)
     return path
 
 

@@ -9,7 +9,7 @@ refusals: each bad input gets a clear error instead of a silent default.
 from __future__ import annotations
 
 import dataclasses
-import inspect
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from conftest import SAMPLE_DIR, sample_photos
 from lte import evaluate
 from lte.data.datamodule import SRDataModule
-from lte.data.images import denormalize, load_rgb, normalize, to_tensor
+from lte.data.images import denormalize, load_rgb, normalize, save_rgb, to_tensor
 from lte.inference import predict, tile_margin
 from lte.metrics import psnr_protocol
 from lte.models import SRModel, build_model
@@ -28,6 +28,7 @@ from lte.models.decoders import Decoder, DecoderState
 from lte.models.decoders.ensemble import ensemble_sum, gather_rows, neighbours, rel_cell
 from lte.models.edsr import EDSR
 from lte.models.mlp import MLP
+from lte.testsets import FolderSet, pair_on_the_fly
 from lte.training import SRLitModule
 
 
@@ -117,26 +118,22 @@ def test_a_definition_only_decoder_predicts_tiled_as_untiled() -> None:
         predict(net, lr, (42, 34), kernel="fast")
 
 
-# Until lte.evaluate.super_resolve stops passing predict's removed cell_scale= (a call-site change
-# listed for the merge), evaluation fails with that TypeError; afterwards this runs for real.
-_EVALUATE_STALE = "cell_scale" in inspect.getsource(evaluate.super_resolve)
-
-
-@pytest.mark.xfail(
-    _EVALUATE_STALE,
-    raises=TypeError,
-    strict=True,
-    reason="lte.evaluate still calls predict(cell_scale=...); applied at merge",
-)
-def test_a_definition_only_decoder_is_scored_by_evaluate() -> None:
+def test_a_definition_only_decoder_is_scored_by_evaluate(tmp_path: Path) -> None:
+    """``lte.test``'s library loop (the CLI itself only loads allow-listed kinds from files)."""
     net = new_model().eval()
     hr_img = load_rgb(sample_photos()[0])[:48, :48]
-    lr, hr = evaluate.pair_on_the_fly(hr_img, 2)
-    score = evaluate.score_image(net, lr, hr, 2, "div2k", scale_max=net.scale_max)
+    lr, hr = pair_on_the_fly(hr_img, 2)
+    score = evaluate.score_image(net, lr, hr, 2, "div2k")
     pred = denormalize(predict(net, normalize(to_tensor(lr)).unsqueeze(0), hr.shape[:2], tile=0))
     expected = float(psnr_protocol(pred, to_tensor(hr).unsqueeze(0), 2, "div2k")[0])
     assert np.isfinite(score.psnr) and abs(score.psnr - expected) < 1e-4
     assert 0 < score.ssim <= 1
+    folder = tmp_path / "HR"
+    folder.mkdir()
+    save_rgb(hr_img, folder / "a.png")
+    save_rgb(load_rgb(sample_photos()[1])[:36, :30].copy(), folder / "b.png")
+    (rec,) = evaluate.evaluate_testset(net, FolderSet(folder, protocol="div2k"), [2])
+    assert rec.images == 2 and np.isfinite(rec.psnr) and rec.model == net.decoder.kind
 
 
 # --- the contract's refusals -------------------------------------------------------------------
