@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 from PIL import Image
 
-from lte.data.datamodule import SRDataModule
+from lte.data.datamodule import SRDataModule, checkout_root
 from lte.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -246,6 +246,7 @@ def test_experiments_hold_only_what_they_change(name: str) -> None:
 
 def test_sample_preset_from_another_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    assert checkout_root() == ROOT  # this lte runs from its checkout (see test_install.py for not)
     dm = SRDataModule("data/sample/train", "data/sample/val")
     dm.setup("validate")
     assert len(dm.val_sets[0]) == 3

@@ -66,12 +66,16 @@ def download_hint(path: Path, option: str = "data.train_dir") -> str:
     """How to get the data for a folder, going by its name."""
     text = str(path)
     if not path.is_absolute() and path.parts[:2] == ("data", "sample"):
-        where = (
-            checkout_root() or f"none: lte is installed at {Path(__file__).resolve().parents[1]}"
-        )
+        root = checkout_root()
+        if root is None:
+            return (
+                f"data=sample reads data/sample of an lte checkout, and this lte is installed at "
+                f"{Path(__file__).resolve().parents[1]} (no checkout): run from the checkout's "
+                f"folder, or set {option} to the photos' folder"
+            )
         return (
-            f"data=sample reads data/sample of an lte checkout (looked in the current folder and "
-            f"the checkout: {where}): run from the checkout, or set {option} to the folder"
+            f"data=sample reads data/sample from the current folder or the lte checkout {root}, "
+            f"and neither has it: set {option} to the photos' folder"
         )
     if "DIV2K" in text:
         return "run scripts/download_div2k.sh (see docs/data.md)"
