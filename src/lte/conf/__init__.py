@@ -1,2 +1,5 @@
-"""Hydra configs of lte; a package so that Hydra finds them by module name (``pkg://lte.conf``),
-which is how the console scripts and ``lte.cli.*`` entry points locate them."""
+"""Hydra configs shipped with lte.
+
+A package (not a bare folder) because Hydra finds the configs of an installed lte through
+``pkg://lte.conf`` when a console script such as ``lte-train`` imports the entry module.
+"""

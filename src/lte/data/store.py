@@ -34,6 +34,16 @@ from lte.errors import UserError
 CACHE_MODES = ("none", "memory", "disk")
 
 
+def check_cache(cache: object, cache_dir: object) -> None:
+    """Reject an unknown ``data.cache`` mode, or ``disk`` without a usable ``data.cache_dir``."""
+    if not isinstance(cache, str) or cache not in CACHE_MODES:
+        raise UserError(f"data.cache '{cache}' is unknown: use one of {', '.join(CACHE_MODES)}")
+    if cache_dir is not None and not isinstance(cache_dir, str | os.PathLike):
+        raise UserError(f"data.cache_dir={cache_dir!r} must be a folder path")
+    if cache == "disk" and not cache_dir:
+        raise UserError("data.cache=disk needs data.cache_dir: set it to a writable folder")
+
+
 def _threads() -> int:
     """Decode threads: PIL releases the GIL while decoding, so threads scale with cores."""
     return max(1, min(8, os.cpu_count() or 1))
@@ -109,10 +119,7 @@ class ImageStore:
         cache_dir: str | os.PathLike[str] | None = None,
         what: str = "images",
     ) -> None:
-        if cache not in CACHE_MODES:
-            raise UserError(f"data.cache '{cache}' is unknown: use one of {', '.join(CACHE_MODES)}")
-        if cache == "disk" and not cache_dir:
-            raise UserError("data.cache=disk needs data.cache_dir: set it to a writable folder")
+        check_cache(cache, cache_dir)
         self.cache = cache
         files = [Path(f) for f in files]
         sizes = _map(read_size, files)
