@@ -25,10 +25,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from lte.atomic import atomic_path
-from lte.data.images import load_rgb
+from lte.data.images import image_size, load_rgb
 from lte.errors import UserError
 
 CACHE_MODES = ("none", "memory", "disk")
@@ -58,19 +57,13 @@ def _map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
 
 
 def read_size(path: Path) -> tuple[int, int]:
-    """``(H, W)`` from the file header, without decoding.
+    """``(H, W)`` from the file header, without decoding, as :func:`load_rgb` will return it (EXIF
+    orientation applied) and under the same pixel limit (``LTE_MAX_IMAGE_PIXELS``).
 
     Raises:
-        UserError: the file is not an image PIL can read (names the file).
+        UserError: the file is not an image PIL can read, or too large (names the file).
     """
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-    except UnidentifiedImageError:
-        raise UserError(f"'{path}' is not an image PIL can read: remove or replace it") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise UserError(f"cannot read image '{path}': {err}: remove or replace it") from None
-    return h, w
+    return image_size(path)
 
 
 def cache_key(path: Path) -> str:
