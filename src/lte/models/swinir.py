@@ -271,7 +271,8 @@ class SwinIR(nn.Module):
         self.receptive_radius = None
         self.conv_first = nn.Conv2d(in_channels, embed_dim, 3, padding=1)
         self.patch_embed = PatchEmbedNorm(embed_dim)
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        # Python floats, computed on the CPU even under a meta-device context (skeleton checks).
+        rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         self.layers = nn.ModuleList()
         start = 0
         for depth, heads in zip(depths, num_heads, strict=True):
