@@ -7,7 +7,7 @@ TORCH_VERSION ?= 2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP := $(VENV)/.installed
 
-.PHONY: help install test test-fast lint format demo bench clean
+.PHONY: help install test test-fast lint format demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,5 +47,18 @@ format: install ## apply ruff's fixes and formatting
 demo: install ## the main job: train EDSR-baseline-LTE on the bundled photos (CPU), evaluate, upscale
 	$(PY) scripts/demo.py
 
-clean: ## remove caches and run outputs (keeps .venv)
-	rm -rf outputs multirun .pytest_cache .ruff_cache
+# Run outputs hold checkpoints and results that took hours: `make clean` lists them and keeps
+# them; `make clean FORCE=1` removes them too. runs/ (make demo) and .venv are never touched.
+RUN_OUTPUTS := outputs multirun
+
+clean: ## remove caches (build, egg-info, pytest/ruff); run outputs (outputs/ multirun/) only with FORCE=1
+	rm -rf build .pytest_cache .ruff_cache src/*.egg-info
+	find src tests scripts -name __pycache__ -type d -prune -exec rm -rf {} +
+	@present="$(wildcard $(RUN_OUTPUTS))"; \
+	if [ -z "$$present" ]; then \
+		echo "no run outputs ($(RUN_OUTPUTS)) to remove"; \
+	elif [ "$(FORCE)" = 1 ]; then \
+		echo "removing run outputs: $$present"; rm -rf $$present; \
+	else \
+		echo "kept run outputs: $$present (checkpoints, results); make clean FORCE=1 removes them"; \
+	fi

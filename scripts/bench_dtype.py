@@ -20,10 +20,9 @@ from lte.checkpoint import load_checkpoint
 from lte.data.images import denormalize, load_rgb, normalize, to_tensor
 from lte.data.layouts import list_images
 from lte.errors import exit_on_user_error
-from lte.evaluate import pair_on_the_fly
-from lte.geometry import cell_enlargement
 from lte.inference import predict
 from lte.metrics import psnr_protocol
+from lte.testsets import pair_on_the_fly
 
 DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -51,12 +50,10 @@ def main(argv: list[str] | None = None) -> None:
             lr, hr = pair_on_the_fly(img, s)
             gt = to_tensor(hr).unsqueeze(0)
             inp = normalize(to_tensor(lr)).unsqueeze(0)
-            enlarge = cell_enlargement(s, loaded.scale_max)
             for d in dtypes:
                 start = time.perf_counter()
-                pred = predict(
-                    model, inp, hr.shape[:2], cell_scale=(enlarge, enlarge), dtype=DTYPES[d]
-                )
+                # predict enlarges the cell beyond model.scale_max itself.
+                pred = predict(model, inp, hr.shape[:2], dtype=DTYPES[d])
                 seconds[d] += time.perf_counter() - start
                 psnrs[(d, s)].append(float(psnr_protocol(denormalize(pred), gt, s, "div2k")))
     print(

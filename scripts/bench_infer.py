@@ -5,6 +5,8 @@ the ratios printed at the end come from timings taken in this same run.
 
     python scripts/bench_infer.py            # full table (tens of minutes on 2 CPU cores)
     python scripts/bench_infer.py --quick    # 64x64 LR, x2/x4, LTE only: about a minute
+    python scripts/bench_infer.py --kernel exact   # the differentiable definition instead of fast
+    python scripts/bench_infer.py --quick --encoder edsr_tiny --size 12 --big 40  # smoke run
 
 Columns: seconds (best of ``--repeat``), peak RSS of the measuring process (torch and the model
 included), the fast/literal time ratio, the max |difference| between their outputs, and the share
@@ -35,16 +37,16 @@ def mlp_macs_per_pixel(model) -> int:
     """
     linears = [m for m in model.decoder.imnet.modules() if isinstance(m, torch.nn.Linear)]
     per_row = sum(m.in_features * m.out_features for m in linears)
-    return per_row * (1 if type(model.decoder).__name__ == "MetaSRDecoder" else 4)
+    return per_row * (1 if model.decoder.kind == "metasr" else 4)
 
 
 def fast_mlp_macs_per_pixel(model) -> int:
     """Multiply-adds the fast path actually runs per pixel (LIIF's first layer is folded)."""
     linears = [m for m in model.decoder.imnet.modules() if isinstance(m, torch.nn.Linear)]
-    name = type(model.decoder).__name__
-    if name == "LIIFDecoder":
+    name = model.decoder.kind
+    if name == "liif":
         return 4 * sum(m.in_features * m.out_features for m in linears[1:])
-    if name == "MetaSRDecoder":
+    if name == "metasr":
         return 0  # weights per distinct offset: negligible per pixel
     return mlp_macs_per_pixel(model)
 
@@ -67,14 +69,20 @@ def gemm_rate(dtype: torch.dtype, rows: int = 2048, reps: int = 30) -> float:
 
 
 def _literal_run(model, lr, out_hw, chunk: int):
-    """The literal reference, chunked like the papers' test code: features computed once per image."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from literal import LITERAL
-    from lte.inference import query_grid
+    """The literal reference, chunked like the papers' test code: features computed once per image.
 
-    name = {"LTEDecoder": "lte", "LIIFDecoder": "liif", "MetaSRDecoder": "metasr"}[
-        type(model.decoder).__name__
-    ]
+    Cells are enlarged per axis beyond ``model.scale_max`` exactly as ``predict`` does (SPEC).
+    """
+    sys.path.insert(0, str(ROOT / "tests"))
+    from grids import query_grid
+    from literal import LITERAL
+    from lte.geometry import cell_enlargement
+
+    name = model.decoder.kind
+    cell_scale = tuple(
+        cell_enlargement(out / inp, model.scale_max)
+        for out, inp in zip(out_hw, lr.shape[-2:], strict=True)
+    )
     with torch.no_grad():
         feat = model.encoder(lr)
         dec = model.decoder
@@ -85,7 +93,7 @@ def _literal_run(model, lr, out_hw, chunk: int):
                 coef=lambda _: coef, freq=lambda _: freq, phase=dec.phase, imnet=dec.imnet
             )
         wrapped = SimpleNamespace(encoder=lambda _: feat, decoder=dec)
-        coord, cell = query_grid(out_hw, lr.shape[0])
+        coord, cell = query_grid(out_hw, lr.shape[0], cell_scale=cell_scale)
         parts = [
             LITERAL[name](wrapped, lr, coord[:, i : i + chunk], cell[:, i : i + chunk])
             for i in range(0, coord.shape[1], chunk)
@@ -113,13 +121,26 @@ def measure(spec: dict) -> dict:
         if spec["impl"] == "literal":
             out = _literal_run(model, lr, out_hw, spec["chunk"])
         else:
-            out = predict(model, lr, out_hw, chunk=spec["chunk"], dtype=dtype, tile=spec["tile"])
+            out = predict(
+                model,
+                lr,
+                out_hw,
+                chunk=spec["chunk"],
+                dtype=dtype,
+                kernel=spec["kernel"],
+                tile=spec["tile"],
+            )
         best = min(best, time.perf_counter() - t0)
     result = {"seconds": best, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if spec.get("save"):
         torch.save(out, spec["save"])
+    # Multiply-adds actually run: LIIF's first layer is folded into its table by both kernels;
+    # only the fast Meta-SR kernel evaluates its weight MLP once per distinct input.
+    literal_macs = spec["impl"] == "literal" or (
+        spec["impl"] == "exact" and model.decoder.kind == "metasr"
+    )
     result["macs_per_pixel"] = (
-        fast_mlp_macs_per_pixel(model) if spec["impl"] != "literal" else mlp_macs_per_pixel(model)
+        mlp_macs_per_pixel(model) if literal_macs else fast_mlp_macs_per_pixel(model)
     )
     return result
 
@@ -143,6 +164,16 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=30000, help="queries per chunk")
     p.add_argument("--encoder", default="edsr_baseline", help="encoder config for every row")
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
+    p.add_argument(
+        "--kernel",
+        choices=["fast", "exact"],
+        default="fast",
+        help="decoder kernel of the non-literal rows (exact: the differentiable definition)",
+    )
+    p.add_argument("--size", type=int, default=None, help="LR side (default 256, --quick 64)")
+    p.add_argument(
+        "--big", type=int, default=None, help="LR side of the tiled rows (1024, --quick 128)"
+    )
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one is not None:
@@ -157,7 +188,7 @@ def main() -> None:
         f"GEMM (2048x256 @ 256x256, {args.threads} threads): float32 {rates['float32'] / 1e9:.1f} GMAC/s, "
         f"bfloat16 {rates['bfloat16'] / 1e9:.1f} GMAC/s ({rates['bfloat16'] / rates['float32']:.2f}x)"
     )
-    size = 64 if args.quick else 256
+    size = args.size or (64 if args.quick else 256)
     models = ("lte",) if args.quick else MODELS
     scales = (2, 4) if args.quick else (2, 4, 8)
     base = {
@@ -167,6 +198,7 @@ def main() -> None:
         "repeat": args.repeat,
         "chunk": args.chunk,
         "tile": 0,
+        "kernel": args.kernel,
     }
     rows = []
     header = "| model | scale | impl | dtype | seconds | peak RSS MB | time / literal | max abs diff | MLP MAC/px | GEMM share |"
@@ -194,13 +226,13 @@ def main() -> None:
                         **base,
                         "model": model,
                         "scale": scale,
-                        "impl": "fast",
+                        "impl": args.kernel,
                         "dtype": dtype,
                         "save": str(path),
                     }
                 )
                 diff = (torch.load(path) - ref).abs().max().item()
-                results.append(("fast", dtype, res, diff))
+                results.append((args.kernel, dtype, res, diff))
             pixels = (size * scale) ** 2
             for impl, dtype, res, diff in results:
                 share = (
@@ -225,7 +257,7 @@ def main() -> None:
                     flush=True,
                 )
     # Memory at a large input: the fast path tiles automatically (tile=None).
-    big = 128 if args.quick else 1024
+    big = args.big or (128 if args.quick else 1024)
     print(f"\nPeak RSS for a {big}x{big} LR (fast path, automatic tiles, float32):")
     print("| model | scale | seconds | peak RSS MB |")
     print("|---|---|---|---|")

@@ -10,6 +10,10 @@
 
     python scripts/demo.py                       # about 4-5 min on 2 cores
     python scripts/demo.py --epochs 2 --out /tmp/demo   # a quick smoke run
+    python scripts/demo.py --resume              # continue runs/demo (e.g. after Ctrl-C)
+
+A run folder that already holds checkpoints is never trained over: pass ``--resume`` to continue
+it, or ``--out`` for a new one.
 
 The numbers it prints are for this tiny training set and budget; the paper's results need DIV2K
 and the full recipe (docs/training.md).
@@ -31,8 +35,9 @@ from PIL import Image
 from lte.checkpoint import load_checkpoint
 from lte.data.images import load_rgb, to_tensor
 from lte.errors import UserError, exit_on_user_error
-from lte.evaluate import TestSet, evaluate_testset, pair_on_the_fly
+from lte.evaluate import evaluate_testset
 from lte.metrics import psnr_protocol
+from lte.testsets import FolderSet, pair_on_the_fly
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALES = (2.0, 3.0, 4.0)
@@ -78,16 +83,40 @@ def run(cmd: list[str]) -> None:
         raise UserError(f"'{' '.join(cmd[:3])} ...' failed with exit code {result.returncode}")
 
 
+def resume_args(out: Path, given: str, resume: bool) -> list[str]:
+    """``ckpt_path=...`` for ``--resume``; refuse to train over a run that holds checkpoints.
+
+    Training into a folder with checkpoints would replace its ``last.ckpt``: the earlier run
+    would be lost without a word, so the user chooses explicitly.
+    """
+    ckpts = sorted((out / "checkpoints").glob("*.ckpt"))
+    last = out / "checkpoints" / "last.ckpt"
+    if resume:
+        if not last.is_file():
+            raise UserError(f"--resume: '{last}' does not exist: drop --resume to start a new run")
+        return [f"ckpt_path={last}"]
+    if ckpts:
+        raise UserError(
+            f"'{given}' already holds checkpoints ({', '.join(c.name for c in ckpts)}): pass "
+            "--resume to continue that run, or --out NEW_DIR for a new one"
+        )
+    return []
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=60, help="epochs of 18 steps (default 60)")
     parser.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last.ckpt"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     if not out.is_absolute():
         out = ROOT / out
+    resume = resume_args(out, args.out, args.resume)
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     os.environ.setdefault("WANDB_MODE", "offline")
@@ -102,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
             f"trainer.max_epochs={args.epochs}",
             f"trainer.check_val_every_n_epoch={args.epochs}",  # validate (and save) once, at the end
             f"hydra.run.dir={out}",
+            *resume,
         ]
     )
     t_train = time.perf_counter() - t0
@@ -109,18 +139,9 @@ def main(argv: list[str] | None = None) -> None:
 
     t1 = time.perf_counter()
     loaded = load_checkpoint(ckpt)
-    testset = TestSet(
-        name="sample-val", root=ROOT / "data" / "sample", protocol=PROTOCOL, hr_dir="val"
-    )
-    records = evaluate_testset(
-        loaded.model,
-        testset,
-        list(SCALES),
-        scale_max=loaded.scale_max,
-        model_name=loaded.model_name,
-        encoder_name=loaded.encoder_name,
-    )
-    hr_files = testset.hr_images()
+    testset = FolderSet(ROOT / "data" / "sample" / "val", name="sample-val", protocol=PROTOCOL)
+    records = evaluate_testset(loaded.model, testset, list(SCALES))
+    hr_files = testset.hr_files()
     t_eval = time.perf_counter() - t1
 
     print(
@@ -134,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"(evaluation took {t_eval:.0f} s)")
 
     example = out / "chelsea_x2.png"
+    if resume and example.is_file():
+        example.unlink()  # this run's own example, from before the resume: made again below
     run(
         [
             sys.executable,

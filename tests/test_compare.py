@@ -13,8 +13,8 @@ from PIL import Image
 
 from lte.compare import compare, label_records, main, markdown_tables
 from lte.errors import UserError
-from lte.evaluate import ResultRecord, write_results
 from lte.published import DIV2K_PSNR, DIV2K_SCALES, published_records
+from lte.results import ResultRecord, merge_results
 
 
 def rec(ckpt: str, model: str, testset: str, scale: float, psnr: float) -> ResultRecord:
@@ -25,7 +25,7 @@ def rec(ckpt: str, model: str, testset: str, scale: float, psnr: float) -> Resul
 @pytest.fixture
 def two_files(tmp_path: Path) -> tuple[Path, Path]:
     a, b = tmp_path / "lte.json", tmp_path / "liif.json"
-    write_results(
+    merge_results(
         [
             rec("lte.pth", "lte", "set5", 2, 38.20),
             rec("lte.pth", "lte", "set5", 4, 32.60),
@@ -33,7 +33,7 @@ def two_files(tmp_path: Path) -> tuple[Path, Path]:
         ],
         a,
     )
-    write_results(
+    merge_results(
         [
             rec("liif.pth", "liif", "set5", 2, 38.10),
             rec("liif.pth", "liif", "set5", 4, 32.70),

@@ -18,14 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lte.data.layouts import (
-    benchmark_images,
-    benchmark_lr_dir,
-    div2k_images,
-    div2k_lr_dir,
-    list_images,
-    pair_by_name,
-)
+from lte.data.layouts import list_images, pair_by_name
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(
@@ -70,8 +63,9 @@ def test_div2k_script_offline(tmp_path: Path) -> None:
     env = {"LTE_DATA": str(root), "DIV2K_BASE_URL": f"file://{mirror}"}
     res = run("download_div2k.sh", env, "--valid-only", "--keep-archives")
     assert res.returncode == 0, res.stderr
-    assert len(div2k_images(root, "valid")) == 100
-    pairs, unpaired = pair_by_name(div2k_images(root, "valid"), div2k_lr_dir(root, 3), 3)
+    hr = list_images(root / "DIV2K_valid_HR")
+    assert len(hr) == 100
+    pairs, unpaired = pair_by_name(hr, root / "DIV2K_valid_LR_bicubic" / "X3", 3)
     assert len(pairs) == 100 and not unpaired
     sums = (root / "archives" / "SHA256SUMS").read_text().split("\n")
     assert len([s for s in sums if s]) == 4
@@ -103,9 +97,9 @@ def test_benchmarks_script_offline(tmp_path: Path) -> None:
     res = run("download_benchmarks.sh", env)
     assert res.returncode == 0, res.stderr
     bench = root / "benchmark"
-    assert len(benchmark_images("Urban100", bench)) == 100
-    hr = benchmark_images("Set14", bench)
-    pairs, unpaired = pair_by_name(hr, benchmark_lr_dir("Set14", 4, bench), 4)
+    assert len(list_images(bench / "Urban100" / "HR")) == 100
+    hr = list_images(bench / "Set14" / "HR")
+    pairs, unpaired = pair_by_name(hr, bench / "Set14" / "LR_bicubic" / "X4", 4)
     assert len(pairs) == 14 and not unpaired
     assert not list(root.glob(".benchmark.*"))  # scratch folder cleaned up
     assert not (root / "archives" / "benchmark.tar").exists()  # removed without --keep-archive

@@ -1,4 +1,4 @@
-"""Folder layouts: listing images, pairing LR with HR by name, DIV2K and benchmark paths."""
+"""Folder layouts: listing images and pairing LR with HR by name."""
 
 from __future__ import annotations
 
@@ -9,12 +9,6 @@ import pytest
 
 from lte.data.images import save_rgb
 from lte.data.layouts import (
-    benchmark_hr_dir,
-    benchmark_images,
-    benchmark_lr_dir,
-    div2k_hr_dir,
-    div2k_images,
-    div2k_lr_dir,
     format_scale,
     list_images,
     pair_by_name,
@@ -79,25 +73,5 @@ def test_pair_div2k_and_same_name_and_fractional(tmp_path: Path) -> None:
     assert [lr.name for _, lr in pairs] == ["0801x2.5.png", "0802x2.5.jpg"] and not unpaired
 
 
-def test_layout_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert format_scale(2.0) == "2" and format_scale(2.5) == "2.5"
-    assert div2k_hr_dir(tmp_path, "valid") == tmp_path / "DIV2K_valid_HR"
-    assert div2k_lr_dir(tmp_path, 3) == tmp_path / "DIV2K_valid_LR_bicubic" / "X3"
-    assert benchmark_hr_dir("Set5", tmp_path) == tmp_path / "Set5" / "HR"
-    assert benchmark_lr_dir("Urban100", 4, tmp_path) == tmp_path / "Urban100" / "LR_bicubic" / "X4"
-    monkeypatch.setenv("LTE_DATA", str(tmp_path))
-    assert div2k_hr_dir() == tmp_path / "DIV2K_train_HR"
-    assert benchmark_hr_dir("B100") == tmp_path / "benchmark" / "B100" / "HR"
-    with pytest.raises(UserError, match="split 'test'"):
-        div2k_hr_dir(tmp_path, "test")
-
-
-def test_missing_data_names_download_script(tmp_path: Path) -> None:
-    with pytest.raises(
-        UserError, match=r"DIV2K_train_HR' does not exist: run scripts/download_div2k"
-    ):
-        div2k_images(tmp_path)
-    with pytest.raises(
-        UserError, match=r"Set14.HR' does not exist: run scripts/download_benchmarks"
-    ):
-        benchmark_images("Set14", tmp_path)
+def test_format_scale() -> None:
+    assert format_scale(2.0) == "2" and format_scale(2.5) == "2.5" and format_scale(4) == "4"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from grids import ensemble_neighbours, gather_codes, unfold3x3
 from lte import geometry
 
 
@@ -28,8 +30,13 @@ def test_make_cell_and_enlargement() -> None:
     assert torch.allclose(cell, torch.tensor([2 / 40, 2 / 25]).expand(7, 2))
     assert geometry.cell_enlargement(2, 4) == 1.0
     assert geometry.cell_enlargement(12, 4) == 3.0
-    big = geometry.make_cell((40, 25), 2, scale=3.0)
-    assert torch.allclose(big, 3 * cell[:2])
+    # 40 x 25 from a 5 x 25 LR: x8 rows (enlarged 8 / 4), x1 columns (unchanged).
+    big = geometry.make_cell((40, 25), 2, lr_hw=(5, 25), scale_max=4.0)
+    assert torch.allclose(big, cell[:2] * torch.tensor([2.0, 1.0]))
+    assert torch.equal(big, geometry.enlarge_cell(cell[:2], (8.0, 1.0), 4.0))
+    assert geometry.enlarge_cell(cell, (2.0, 3.0), 4.0) is cell  # within training: untouched
+    with pytest.raises(ValueError, match="both lr_hw and scale_max"):
+        geometry.make_cell((40, 25), 2, lr_hw=(5, 25))
 
 
 def test_nearest_code_index_matches_grid_sample() -> None:
@@ -48,7 +55,7 @@ def test_nearest_code_index_matches_grid_sample() -> None:
 def test_neighbours_surround_the_query() -> None:
     feat_hw = (6, 9)
     coord = geometry.make_coord((23, 31)).unsqueeze(0)  # (1, Q, 2), a non-integer scale
-    index, rel = geometry.ensemble_neighbours(coord, feat_hw)
+    index, rel = ensemble_neighbours(coord, feat_hw)
     assert index.shape == (1, 23 * 31, 4) and rel.shape == (1, 23 * 31, 4, 2)
     # rel is (q - c) in units of half a code, so |rel| <= 2 on each axis, and the sign of rel tells
     # on which side of the query the code lies: opposite to the neighbour's offset.
@@ -63,7 +70,7 @@ def test_ensemble_weights_sum_to_one_and_are_bilinear() -> None:
     feat_hw = (5, 8)
     h, w = feat_hw
     coord = (torch.rand(1, 2000, 2) * 2 - 1) * torch.tensor([1 - 1 / h, 1 - 1 / w])  # interior
-    index, rel = geometry.ensemble_neighbours(coord, feat_hw)
+    index, rel = ensemble_neighbours(coord, feat_hw)
     weights = geometry.ensemble_weights(rel)
     assert torch.allclose(weights.sum(-1), torch.ones(1, 2000), atol=1e-6)
     assert (weights >= 0).all()
@@ -85,10 +92,10 @@ def test_opposite_area_pairing() -> None:
 def test_gather_and_unfold() -> None:
     feat = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).view(2, 3, 4, 5)
     index = torch.tensor([[0, 7, 19], [3, 3, 12]])
-    out = geometry.gather_codes(feat, index)
+    out = gather_codes(feat, index)
     assert out.shape == (2, 3, 3)
     assert torch.equal(out[1, 2], feat[1, :, 12 // 5, 12 % 5])
-    unf = geometry.unfold3x3(feat)
+    unf = unfold3x3(feat)
     assert unf.shape == (2, 27, 4, 5)
     # channel-major: channel c, kernel position k at c * 9 + k; k = 4 is the centre.
     assert torch.equal(unf[:, 1 * 9 + 4], feat[:, 1])

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from grids import query_grid
 from literal import LITERAL
-from lte.inference import batched_query, predict, query_grid
+from lte.inference import batched_query, predict
 from lte.models import SRModel, build_model
 from lte.models.edsr import EDSR
 
@@ -51,18 +52,20 @@ def test_output_shapes(model: str, enc_name: str, out_hw: tuple[int, int]) -> No
     assert torch.isfinite(sr).all()
 
 
+@pytest.mark.parametrize("kernel", ["exact", "fast"])
 @pytest.mark.parametrize("enc_name", TINY)
 @pytest.mark.parametrize("model", MODELS)
-def test_matches_literal_reading_of_spec(model: str, enc_name: str) -> None:
+def test_matches_literal_reading_of_spec(model: str, enc_name: str, kernel: str) -> None:
     net = build_model(model, enc_name).eval()
     lr = torch.randn(2, 3, 9, 14)
-    # Non-integer and anisotropic: 9 -> 31 rows (x3.44), 14 -> 23 columns (x1.64), cell enlarged x1.5.
-    coord, cell = query_grid((31, 23), 2, cell_scale=(1.5, 1.5))
+    # Non-integer and anisotropic: 9 -> 31 rows (x3.44), 14 -> 23 columns (x1.64), cell enlarged
+    # x1.5 on one axis and x1.2 on the other.
+    coord, cell = query_grid((31, 23), 2, cell_scale=(1.5, 1.2))
     with torch.no_grad():
-        fast = net(lr, coord, cell)
+        out = net.query(net.encode(lr), coord, cell, kernel=kernel)
         ref = LITERAL[model](net, lr, coord, cell)
-    assert fast.shape == ref.shape == (2, 31 * 23, 3)
-    assert torch.allclose(fast, ref, atol=1e-5), (fast - ref).abs().max()
+    assert out.shape == ref.shape == (2, 31 * 23, 3)
+    assert torch.allclose(out, ref, atol=1e-5), (out - ref).abs().max()
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -74,9 +77,13 @@ def test_chunked_equals_unchunked(model: str) -> None:
         state = net.encode(lr)
         whole = net.query(state, coord, cell)
         for chunk in (1, 7, 100, 10_000):
-            assert torch.allclose(
-                batched_query(net, state, coord, cell, chunk), whole, atol=1e-5, rtol=0
-            )
+            for kernel in ("exact", "fast"):
+                assert torch.allclose(
+                    batched_query(net, state, coord, cell, chunk, kernel=kernel),
+                    whole,
+                    atol=1e-5,
+                    rtol=0,
+                )
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -157,7 +164,7 @@ def test_decoder_sizes_match_the_paper() -> None:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_training_path_is_differentiable_and_equal(model: str) -> None:
-    """With autograd on, queries take a differentiable path that computes the same function."""
+    """The exact kernel (the definition, used by training) is differentiable and equals the fast one."""
     net = build_model(model, "rdn_tiny")
     lr = torch.randn(2, 3, 8, 9)
     coord, cell = query_grid((19, 23), 2, cell_scale=(1.3, 1.3))
@@ -167,7 +174,7 @@ def test_training_path_is_differentiable_and_equal(model: str) -> None:
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     assert net.encoder.SFENet1.weight.grad.abs().sum() > 0
     with torch.no_grad():
-        fast = net(lr, coord, cell)
+        fast = net.query(net.encode(lr), coord, cell, kernel="fast")
         ref = LITERAL[model](net, lr, coord, cell)
     assert torch.allclose(out, ref, atol=1e-5)
     assert torch.allclose(out, fast, atol=1e-5)

@@ -9,17 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from conftest import sample_photos
 from lte.checkpoint import atomic_save, checkpoint_metadata, load_checkpoint
 from lte.data.images import load_rgb, save_rgb
 from lte.data.resize import downsample_pil
-from lte.evaluate import RESULT_KEYS, TestSet, evaluate_testset
+from lte.evaluate import evaluate_testset
 from lte.models.build import instantiate_model, model_config
+from lte.models.identity import labels
+from lte.results import RESULT_KEYS
+from lte.testsets import FolderSet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,8 +29,7 @@ def save_tiny_checkpoint(path: Path, model: str = "lte", encoder: str = "edsr_ti
     """An lte-format checkpoint of a tiny random model (what training writes, minus Lightning)."""
     cfg = model_config(model, encoder)
     net = instantiate_model(cfg)
-    config = OmegaConf.to_container(cfg, resolve=True)
-    meta = checkpoint_metadata(config, model, encoder, 4.0)  # type: ignore[arg-type]
+    meta = checkpoint_metadata(net)
     sd = {f"net.{k}": v for k, v in net.state_dict().items()}
     atomic_save({"state_dict": sd, "lte": meta}, path)
     return path
@@ -74,10 +74,18 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("protocol", ["benchmark", "div2k"])
 def test_folder_run_writes_schema_json_and_csv(workdir: Path, protocol: str) -> None:
     results = workdir / f"out_{protocol}" / "res.json"
+    results.parent.mkdir()
+    # A record of another checkpoint already in the file: merged with, never overwritten.
+    earlier = {
+        "testset": "set5", "scale": 2, "protocol": "benchmark", "psnr": 38.2, "ssim": None,
+        "images": 5, "model": "lte", "encoder": "rdn", "ckpt": "rdn-lte.pth",
+    }  # fmt: skip
+    results.write_text(json.dumps([earlier]))
     proc = run_test(
         f"ckpt={workdir / 'tiny.ckpt'}",
         "testset=folder",
-        f"testset.root={workdir / 'photos'}",
+        f"testset.hr_dir={workdir / 'photos' / 'HR'}",
+        f"testset.lr_dir={workdir / 'photos' / 'LR_bicubic'}",
         f"testset.protocol={protocol}",
         "scales=[2,3,4]",
         f"results_file={results}",
@@ -86,16 +94,21 @@ def test_folder_run_writes_schema_json_and_csv(workdir: Path, protocol: str) -> 
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(results.read_text())
+    assert data[0] == earlier
+    data = data[1:]
     assert [r["scale"] for r in data] == [2, 3, 4]
+    loaded = load_checkpoint(workdir / "tiny.ckpt")
+    model_label, encoder_label = labels(loaded.model.describe())  # what the model is, not a name
+    assert encoder_label == "edsr-n_resblocks=2-n_feats=16"
     for rec in data:
         assert list(rec) == list(RESULT_KEYS)
         assert rec["testset"] == "photos" and rec["protocol"] == protocol
-        assert rec["images"] == 2 and rec["model"] == "lte" and rec["encoder"] == "edsr_tiny"
+        assert rec["images"] == 2 and (rec["model"], rec["encoder"]) == (model_label, encoder_label)
         assert 10 < rec["psnr"] < 60 and 0 < rec["ssim"] <= 1
         assert rec["ckpt"].endswith("tiny.ckpt")
     with open(results.with_suffix(".csv")) as f:
         rows = list(csv.DictReader(f))
-    assert [float(r["psnr"]) for r in rows] == pytest.approx([r["psnr"] for r in data])
+    assert [float(r["psnr"]) for r in rows] == pytest.approx([38.2] + [r["psnr"] for r in data])
     # The terminal table: one row per test set, one column per scale.
     assert "x2" in proc.stdout and "x4" in proc.stdout and "photos" in proc.stdout
     # x2 read its LR file, x3 and x4 were made on the fly (said once each in the log).
@@ -103,9 +116,9 @@ def test_folder_run_writes_schema_json_and_csv(workdir: Path, protocol: str) -> 
     assert "x2: LR images from" in log
     assert log.count("on the fly") == 2
     # The Hydra shell adds nothing to the numbers: the library gives the same PSNR.
-    loaded = load_checkpoint(workdir / "tiny.ckpt")
+    photos = workdir / "photos"
     lib = evaluate_testset(
-        loaded.model, TestSet("photos", workdir / "photos", protocol), [2, 3, 4], scale_max=4
+        loaded.model, FolderSet(photos / "HR", photos / "LR_bicubic", protocol=protocol), [2, 3, 4]
     )
     assert [r["psnr"] for r in data] == pytest.approx([r.psnr for r in lib], abs=1e-6)
 
@@ -134,36 +147,4 @@ def test_several_presets_in_one_run_with_wandb_offline(workdir: Path) -> None:
     assert len(runs) == 1, "W&B must run offline inside the Hydra run dir without an API key"
 
 
-@pytest.mark.slow
-def test_bad_input_is_one_line_exit_2(workdir: Path) -> None:
-    missing = run_test(
-        f"ckpt={workdir / 'tiny.ckpt'}",
-        "testset=urban100",
-        f"hydra.run.dir={workdir / 'run_bad1'}",
-        cwd=workdir,
-        env={"LTE_DATA": str(workdir / "nowhere")},
-    )
-    assert missing.returncode == 2
-    assert "download_benchmarks.sh" in missing.stderr and "Traceback" not in missing.stderr
-    div2k = run_test(
-        f"ckpt={workdir / 'tiny.ckpt'}",
-        "testset=div2k",
-        f"hydra.run.dir={workdir / 'run_bad2'}",
-        cwd=workdir,
-        env={"LTE_DATA": str(workdir / "nowhere")},
-    )
-    assert div2k.returncode == 2 and "download_div2k.sh" in div2k.stderr
-    # An LR file of the wrong size is named.
-    bad = workdir / "bad_lr"
-    make_folder(bad)
-    save_rgb(np.zeros((31, 32, 3), np.uint8), bad / "LR_bicubic" / "X2" / "crop1x2.png")
-    proc = run_test(
-        f"ckpt={workdir / 'tiny.ckpt'}",
-        "testset=folder",
-        f"testset.root={bad}",
-        "scales=[2]",
-        f"hydra.run.dir={workdir / 'run_bad3'}",
-        cwd=workdir,
-    )
-    assert proc.returncode == 2 and "crop1x2.png" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+# Bad inputs (missing data sets, wrong LR sizes, ...) are rows of tests/test_bad_inputs_test.py.

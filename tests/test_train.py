@@ -298,9 +298,10 @@ def test_train_wandb_offline_checkpoint_upscale(tmp_path: Path) -> None:
 
     raw = load(ckpt)
     assert raw["global_step"] == 2 and raw["wandb_run_id"] == run_id
-    tiny = "edsr-n_resblocks=2-n_feats=16"
-    assert raw["lte"]["scale_max"] == 4.0 and raw["lte"]["encoder_name"] == tiny
+    assert raw["lte"]["model"]["scale_max"] == 4.0
+    assert raw["lte"]["model"]["encoder"]["n_feats"] == 16
     loaded = load_checkpoint(ckpt)
+    tiny = "edsr-n_resblocks=2-n_feats=16"  # the model's own label (lte.models.identity)
     assert (loaded.model_name, loaded.encoder_name, loaded.source) == ("lte", tiny, "lte")
     # ... and python -m lte.upscale runs on it.
     out = tmp_path / "up.png"

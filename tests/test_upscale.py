@@ -40,7 +40,7 @@ def official_ckpt(
     torch.manual_seed(1)
     net = build_model(request.param, "edsr_baseline")
     path = tmp_path_factory.mktemp("ckpt") / f"{request.param}.pth"
-    save_official(net, path, request.param, "edsr_baseline")
+    save_official(net, path)
     return request.param, path
 
 
@@ -103,7 +103,7 @@ def test_full_photo_with_exact_size_and_odd_modes(tmp_path: Path) -> None:
     """A whole real photo, anisotropic --size, and grey / palette / RGBA inputs becoming RGB."""
     torch.manual_seed(0)
     ckpt = tmp_path / "lte.pth"
-    save_official(build_model("lte", "edsr_baseline"), ckpt, "lte", "edsr_baseline")
+    save_official(build_model("lte", "edsr_baseline"), ckpt)
     photo = Image.open(sample_photos()[0]).convert("RGB").resize((120, 90))
     variants = {
         "rgb.jpg": photo,
@@ -129,7 +129,7 @@ def test_full_photo_with_exact_size_and_odd_modes(tmp_path: Path) -> None:
 
 def test_errors_are_one_line_with_exit_2(small_photo: Path, tmp_path: Path) -> None:
     ckpt = tmp_path / "lte.pth"
-    save_official(build_model("lte", "edsr_baseline"), ckpt, "lte", "edsr_baseline")
+    save_official(build_model("lte", "edsr_baseline"), ckpt)
     not_image = tmp_path / "notes.png"
     not_image.write_text("not an image")
     bad_ckpt = tmp_path / "bad.pth"
@@ -176,3 +176,28 @@ def test_errors_are_one_line_with_exit_2(small_photo: Path, tmp_path: Path) -> N
             result.stderr,
         )
         assert "Traceback" not in result.stderr
+
+
+def test_phone_photo_comes_out_upright(official_ckpt: tuple[str, Path], tmp_path: Path) -> None:
+    """A JPEG stored sideways with EXIF orientation 6 is upscaled as it is seen: upright."""
+    model_name, ckpt = official_ckpt
+    if model_name != "lte":
+        pytest.skip("the orientation is read before the model runs: one model is enough")
+    from lte.data.images import load_rgb
+
+    sideways = Image.open(sample_photos()[0]).convert("RGB").crop((100, 100, 140, 130))  # 40x30
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view", as phones write portrait photos
+    phone = tmp_path / "phone.jpg"
+    sideways.save(phone, exif=exif)
+    upright = tmp_path / "upright.png"  # the same pixels, already turned: lossless, no EXIF
+    Image.fromarray(np.rot90(np.asarray(Image.open(phone).convert("RGB")), k=-1)).save(upright)
+    assert load_rgb(phone).shape == (40, 30, 3)
+    outs = []
+    for src in (phone, upright):
+        out = tmp_path / f"{src.stem}_x2.png"
+        result = run_upscale(str(src), str(out), "--ckpt", str(ckpt), "--scale", "2")
+        assert result.returncode == 0, result.stderr
+        outs.append(np.asarray(Image.open(out)))
+    assert outs[0].shape == (80, 60, 3)  # portrait, as the phone showed it
+    assert np.array_equal(outs[0], outs[1])

@@ -29,7 +29,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     Image.open(sample_photos()[0]).convert("RGB").crop((50, 60, 98, 100)).save(photo)  # 48x40
     torch.manual_seed(3)
     ckpt = root / "lte.pth"
-    save_official(build_model("lte", "edsr_baseline"), ckpt, "lte", "edsr_baseline")
+    save_official(build_model("lte", "edsr_baseline"), ckpt)
     return root, photo, ckpt
 
 
@@ -99,3 +99,22 @@ def test_bad_values_are_one_line_errors(
     assert res.returncode == 2
     assert res.stderr.startswith("error:") and message in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_devices_resolve_to_what_this_machine_has() -> None:
+    from lte.devices import available_devices, resolve_device
+    from lte.errors import UserError
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert available_devices()[:2] == ["auto", "cpu"]
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for name in ("meta", "banana", f"cuda:{count}", "cuda:99", "xla"):
+        with pytest.raises(UserError, match=f"device={name}") as info:
+            resolve_device(name, "device=")  # Hydra apps name the key as device=
+        assert "auto, cpu" in str(info.value)
+    if torch.cuda.is_available():
+        assert resolve_device("cuda:0") == torch.device("cuda:0")
+    else:
+        with pytest.raises(UserError, match="CUDA is not available"):
+            resolve_device("cuda")

@@ -1,17 +1,48 @@
 """Atomic file writes: nothing lte writes (checkpoints, images, results, caches) is ever left half-written.
 
-Every writer goes through :func:`atomic_path`: write to a temp file in the destination's folder, then
-``os.replace`` it onto the destination (atomic on POSIX within one file system), or delete it if
-anything fails. A crash, Ctrl-C or a concurrent writer leaves either the old file or the new one.
+Every writer goes through :func:`atomic_path`: write to a temp file in the destination's folder,
+``fsync`` it, ``os.replace`` it onto the destination (atomic on POSIX within one file system), then
+``fsync`` the folder so the rename itself survives a power cut. If anything fails the temp file is
+deleted. A crash, Ctrl-C or a concurrent writer leaves either the old file or the new one.
+
+Temp files are *hidden* (``.NAME.lte-PID-HOST-RANDOM.tmp``): folder listings that skip dot files (the
+image datasets do) never see them, even when a killed process (SIGKILL, power cut) could not delete
+its own. The next write to the same destination deletes such leftovers whose process is gone.
+
+Disk problems a user can fix (disk full, no permission, read-only file system, name too long, the
+destination is a folder) become one-line :class:`~lte.errors.UserError` s naming the destination.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+
+from lte.errors import UserError
+
+#: errno values that mean "the user's disk or path", not a bug: reported as one line.
+USER_ERRNOS = {
+    errno.ENOSPC: "the disk is full: free some space or write elsewhere",
+    errno.EDQUOT: "the disk quota is exhausted: free some space or write elsewhere",
+    errno.EACCES: "permission denied: choose a folder you can write to",
+    errno.EPERM: "permission denied: choose a folder you can write to",
+    errno.EROFS: "the file system is read-only: choose a writable folder",
+    errno.ENAMETOOLONG: "the file name is too long: choose a shorter name",
+    errno.EISDIR: "it is a folder: give a file name inside it",
+    errno.ENOENT: "its folder does not exist: create it first",
+    errno.ENOTDIR: "a part of its path is a file, not a folder",
+}
+
+#: Leftover temp files and their writers live on one machine; this tags the machine in the name.
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+#: Room kept in a temp name for ``.lte-PID-HOST-`` + mkstemp's 8 random characters + a suffix.
+_TEMP_OVERHEAD = 64
 
 
 def _umask() -> int:
@@ -20,27 +51,157 @@ def _umask() -> int:
     return mask
 
 
-@contextmanager
-def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temp path beside ``path``; when the block succeeds it becomes ``path``.
+def write_error(err: OSError, path: str | os.PathLike[str]) -> UserError | None:
+    """The one-line :class:`UserError` for a failed write of ``path``, or ``None`` for other errors."""
+    reason = USER_ERRNOS.get(err.errno) if err.errno is not None else None
+    if reason is None:
+        return None
+    return UserError(f"cannot write '{path}': {reason}")
 
-    ``suffix`` lets writers that pick a format from the name (matplotlib) see the right one. The file
-    gets the permissions the umask asks for (``mkstemp`` alone would leave it 0600).
+
+def _name_max(folder: Path) -> int:
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+def _temp_stem(target: Path) -> str:
+    """``.NAME`` cut so that the whole temp name fits the file system's name limit (in bytes)."""
+    room = max(8, _name_max(target.parent) - _TEMP_OVERHEAD)
+    stem = target.name.encode()[:room].decode(errors="ignore")
+    return f".{stem}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_leftovers(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete temp files of ``path`` left by processes of this machine that no longer run.
+
+    Returns the deleted paths. Files of live processes (concurrent writers) and of other machines
+    (shared file systems) are kept: they may still be renamed into place.
     """
     target = Path(path)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+    stem = _temp_stem(target)
+    marker = f"{stem}.lte-"
+    removed = []
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not name.startswith(marker):
+            continue
+        pid_text, _, rest = name[len(marker) :].partition("-")
+        host = rest.split("-", 1)[0]
+        if not pid_text.isdigit() or host != _HOST or _pid_alive(int(pid_text)):
+            continue
+        with suppress(OSError):
+            entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+def _fsync_path(path: Path, *, directory: bool = False) -> None:
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        # Some file systems can't fsync a folder (EINVAL); the file itself was synced already.
+        if not directory or err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a hidden temp path beside ``path``; when the block succeeds it becomes ``path``.
+
+    ``suffix`` lets writers that pick a format from the name (matplotlib) see the right one. The file
+    gets the permissions the umask asks for (``mkstemp`` alone would leave it 0600), is fsync'd before
+    the rename, and the folder is fsync'd after it.
+
+    Raises:
+        UserError: the disk is full, the folder is not writable or missing, the name is too long, or
+            ``path`` is a folder (see :data:`USER_ERRNOS`). Other errors propagate unchanged.
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if os.path.isdir(target):
+        raise UserError(f"cannot write '{target}': {USER_ERRNOS[errno.EISDIR]}")
+    clean_leftovers(target)
+    try:
+        fd, name = tempfile.mkstemp(
+            dir=folder, prefix=f"{_temp_stem(target)}.lte-{os.getpid()}-{_HOST}-", suffix=suffix
+        )
+    except OSError as err:
+        raise write_error(err, target) or err from None
     os.close(fd)
     tmp = Path(name)
     try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
+        try:
+            yield tmp
+            os.chmod(tmp, 0o666 & ~_umask())
+            _fsync_path(tmp)
+            os.replace(tmp, target)
+        except OSError as err:
+            user = write_error(err, target)
+            if user is None:
+                raise
+            raise user from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync_path(folder, directory=True)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8, newlines as given) to ``path`` atomically."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         f.write(text)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Fail now, before a long computation, if ``path`` could not be written atomically later.
+
+    Creates and deletes a hidden temp file beside ``path`` (the same kind :func:`atomic_path` uses),
+    so a missing or unwritable folder, a read-only file system and a name the file system can't hold
+    are found by the file system itself, not guessed from permission bits (root ignores those).
+
+    Raises:
+        UserError: one line naming ``path`` and the reason (see :data:`USER_ERRNOS`).
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if os.path.isdir(target):
+        raise UserError(f"cannot write '{target}': {USER_ERRNOS[errno.EISDIR]}")
+    if len(target.name.encode()) > _name_max(folder):
+        raise UserError(
+            f"cannot write '{target}': {USER_ERRNOS[errno.ENAMETOOLONG]} "
+            f"(at most {_name_max(folder)} bytes here)"
+        )
+    try:
+        fd, name = tempfile.mkstemp(
+            dir=folder, prefix=f"{_temp_stem(target)}.lte-{os.getpid()}-{_HOST}-", suffix=".probe"
+        )
+    except OSError as err:
+        raise write_error(err, target) or err from None
+    os.close(fd)
+    os.unlink(name)

@@ -5,9 +5,13 @@ Two layouts load into the same :class:`~lte.models.SRModel`:
 * official: ``{"model": {"name", "args", "sd"}}`` as released by the LTE and LIIF projects, decoder
   parameters at the top level (``coef.*``, ``imnet.*``) and encoder ones under ``encoder.``;
 * lte: a Lightning checkpoint (or any dict) with ``state_dict`` (parameters under ``net.``) and an
-  ``"lte"`` entry carrying what inference needs: model and encoder configs, ``scale_max``, normalisation.
+  ``"lte"`` entry ``{"format_version": 2, "model": SRModel.describe(), "normalization", "prefix"}``.
+  Format-1 files (a Hydra config with ``_target_`` strings) still load, read strictly as data.
 
-Files are read with ``torch.load(weights_only=True)``: no code is ever unpickled.
+A checkpoint is data, never code. Files are read with ``torch.load(weights_only=True)``, and the
+model they describe is validated field by field through :class:`~lte.models.spec.ModelSpec` and built
+by calling allow-listed classes: nothing read from a file reaches Hydra's ``instantiate``, an import
+or an OmegaConf interpolation. Every bad value is a one-line :class:`~lte.errors.UserError`.
 """
 
 from __future__ import annotations
@@ -15,41 +19,39 @@ from __future__ import annotations
 import os
 import pickle
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 
 from lte.atomic import atomic_path
 from lte.errors import UserError
-from lte.models.build import instantiate_model, model_config
+from lte.models.identity import NAMED_ENCODERS, labels
+from lte.models.spec import (
+    DecoderSpec,
+    EncoderSpec,
+    FieldError,
+    ModelSpec,
+    float_field,
+    int_field,
+    int_list_field,
+    short_repr,
+    validate_scale_max,
+)
 from lte.models.sr import SRModel
 
 #: ``scale_max`` of the released models: all were trained on scales U(1, 4).
 OFFICIAL_SCALE_MAX = 4.0
 #: The normalisation every model here uses: ``(v - mean) / std`` on RGB in [0, 1].
 NORMALIZATION = {"mean": 0.5, "std": 0.5}
+#: The ``"lte"`` entry's layout written by :func:`checkpoint_metadata`.
+FORMAT_VERSION = 2
 
-_OFFICIAL_ENCODERS = {
-    "edsr-baseline": "edsr_baseline",
-    "edsr": "edsr",
-    "rdn": "rdn",
-    "swinir": "swinir",
-}
-_OFFICIAL_MODELS = ("lte", "liif", "metasr")
-# Official encoder args that only concern the upsampler or data range, which these models don't have.
-_IGNORED_ENCODER_ARGS = {
-    "no_upsampling",
-    "scale",
-    "rgb_range",
-    "upscale",
-    "upsampler",
-    "img_size",
-    "img_range",
-}
-_RDN_CONFIGS = {"A": (20, 6, 32), "B": (16, 8, 64)}  # (D, C, G)
+_PREFIX = re.compile(r"^([A-Za-z_]\w*\.){0,4}$")  # "net.", "model.net.", or "" (no prefix)
+_LABEL = re.compile(r"^[\w.=\-]{1,200}$")  # format-1 model_name / encoder_name
+
 # Buffers that the released files hold but that are recomputed (or unused) here.
 _SKIPPED_SUFFIXES = (".attn_mask", ".relative_position_index")
 _SKIPPED_PREFIXES = ("encoder.sub_mean.", "encoder.add_mean.")
@@ -57,15 +59,31 @@ _SKIPPED_PREFIXES = ("encoder.sub_mean.", "encoder.add_mean.")
 
 @dataclass
 class LoadedModel:
-    """A model read from a checkpoint, with what inference needs to know about it."""
+    """A model read from a checkpoint, with what inference needs to know about it.
+
+    ``model_name`` / ``encoder_name`` are labels of what the model *is* (``lte.models.identity``),
+    never names stored in the file.
+    """
 
     model: SRModel
-    model_name: str
-    encoder_name: str
-    scale_max: float
     source: str  # "official" or "lte"
     path: Path
-    config: dict[str, Any] = field(default_factory=dict)
+    spec: ModelSpec
+
+    @property
+    def scale_max(self) -> float:
+        """The model's largest training scale (inference beyond it enlarges the cell)."""
+        return self.model.scale_max
+
+    @property
+    def model_name(self) -> str:
+        """Decoder label, e.g. ``lte``."""
+        return labels(self.model.describe())[0]
+
+    @property
+    def encoder_name(self) -> str:
+        """Encoder label, e.g. ``edsr_baseline`` or ``edsr-n_resblocks=2-n_feats=16``."""
+        return labels(self.model.describe())[1]
 
 
 def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
@@ -99,66 +117,309 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
     return obj
 
 
-def _official_config(path: Path, spec: dict[str, Any]) -> tuple[str, str, list[str]]:
-    """Model name, encoder name and config overrides for an official ``{"name", "args"}`` spec."""
-    name = spec.get("name")
-    if name not in _OFFICIAL_MODELS:
-        raise UserError(
-            f"checkpoint '{path}': unknown model name '{name}' (expected one of {', '.join(_OFFICIAL_MODELS)})"
-        )
-    args = dict(spec.get("args") or {})
-    enc_spec = args.pop("encoder_spec", None) or {}
-    enc_official = enc_spec.get("name")
-    if enc_official not in _OFFICIAL_ENCODERS:
-        raise UserError(
-            f"checkpoint '{path}': unknown encoder '{enc_official}' (expected one of {', '.join(_OFFICIAL_ENCODERS)})"
-        )
-    encoder = _OFFICIAL_ENCODERS[enc_official]
-    overrides: list[str] = []
-    enc_args = {
-        k: v for k, v in (enc_spec.get("args") or {}).items() if k not in _IGNORED_ENCODER_ARGS
-    }
-    if encoder in ("edsr_baseline", "edsr"):
-        for key in ("n_resblocks", "n_feats", "res_scale"):
-            if key in enc_args:
-                overrides.append(f"encoder.{key}={enc_args.pop(key)}")
-    elif encoder == "rdn":
-        if "G0" in enc_args:
-            overrides.append(f"encoder.g0={enc_args.pop('G0')}")
-        if "RDNkSize" in enc_args:
-            overrides.append(f"encoder.kernel={enc_args.pop('RDNkSize')}")
-        if "RDNconfig" in enc_args:
-            d, c, g = _RDN_CONFIGS[enc_args.pop("RDNconfig")]
-            overrides += [f"encoder.n_blocks={d}", f"encoder.n_layers={c}", f"encoder.growth={g}"]
-    if enc_args:
-        raise UserError(
-            f"checkpoint '{path}': unsupported {enc_official} encoder arguments {sorted(enc_args)}"
-        )
-    imnet = args.pop("imnet_spec", None)
-    if imnet is not None:
-        imnet_args = imnet.get("args") or {}
-        if imnet.get("name") != "mlp" or imnet_args.get("out_dim", 3) != 3:
-            raise UserError(f"checkpoint '{path}': unsupported imnet_spec {imnet}")
-        overrides.append(f"model.decoder.mlp_hidden={list(imnet_args['hidden_list'])}")
-    if "hidden_dim" in args:
-        overrides.append(f"model.decoder.hidden_dim={args.pop('hidden_dim')}")
-    for flag in ("local_ensemble", "feat_unfold", "cell_decode"):
-        if args.pop(flag, True) is not True:
-            raise UserError(
-                f"checkpoint '{path}': {flag}=False variants of {name} are not supported"
+# --- validation helpers -----------------------------------------------------------------------
+
+
+def _node(data: Any, path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
+    """``data`` must be a dict holding every ``required`` key and no key outside ``required + optional``."""
+    allowed = required + optional
+    if not isinstance(data, Mapping):
+        raise FieldError(path, f"must be a dict with {', '.join(allowed)}, got {short_repr(data)}")
+    for key in data:
+        if key not in allowed:
+            raise FieldError(
+                path, f"has unknown field {short_repr(key)} (expected {', '.join(allowed)})"
             )
-    if args:
-        raise UserError(f"checkpoint '{path}': unsupported {name} arguments {sorted(args)}")
-    return name, encoder, overrides
+    for key in required:
+        if key not in data:
+            raise FieldError(f"{path}.{key}", "is missing")
 
 
-def _to_model_keys(official_sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _one_of(
+    value: Any, path: str, choices: Mapping[str, Any] | tuple[str, ...], what: str = ""
+) -> Any:
+    if not isinstance(value, str) or value not in choices:
+        expected = ", ".join(repr(c) if c == "" else c for c in choices)
+        if what:
+            raise FieldError(
+                path, f"names an unknown {what} {short_repr(value)}: expected one of {expected}"
+            )
+        raise FieldError(path, f"must be one of {expected}, got {short_repr(value)}")
+    return choices[value] if isinstance(choices, Mapping) else value
+
+
+def _true(value: Any, path: str, why: str) -> None:
+    if value is not True:
+        raise FieldError(path, f"must be True ({why}), got {short_repr(value)}")
+
+
+def _check_normalization(value: Any, path: str) -> None:
+    _node(value, path, ("mean", "std"))
+    for key in ("mean", "std"):
+        if float_field(-1e6, 1e6)(value[key], f"{path}.{key}") != NORMALIZATION[key]:
+            raise FieldError(
+                f"{path}.{key}",
+                f"must be {NORMALIZATION[key]} (the only normalisation lte models use), "
+                f"got {short_repr(value[key])}",
+            )
+
+
+def _check_prefix(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not _PREFIX.match(value):
+        raise FieldError(
+            path, f"must be a weight-name prefix such as 'net.', got {short_repr(value)}"
+        )
+    return value
+
+
+# --- lte's own format ---------------------------------------------------------------------------
+
+#: Format-1 ``_target_`` strings (the only ones this project ever wrote), mapped to kinds.
+_V1_MODEL_TARGETS = ("lte.models.SRModel", "lte.models.sr.SRModel")
+_V1_ENCODER_TARGETS = {
+    f"lte.models.{mod}{cls}": kind
+    for cls, kind, module in (
+        ("EDSR", "edsr", "edsr"),
+        ("RDN", "rdn", "rdn"),
+        ("SwinIR", "swinir", "swinir"),
+    )
+    for mod in ("", f"{module}.")
+}
+_V1_DECODER_TARGETS = {
+    f"lte.models.{mod}{cls}": kind
+    for cls, kind in (("LTEDecoder", "lte"), ("LIIFDecoder", "liif"), ("MetaSRDecoder", "metasr"))
+    for mod in ("", "decoders.")
+}
+
+
+def _v1_node(data: Any, path: str, targets: Mapping[str, str], partial: bool) -> dict[str, Any]:
+    """A format-1 Hydra node as a ``{"kind", ...}`` description: ``_target_`` looked up, never imported."""
+    if not isinstance(data, Mapping):
+        raise FieldError(
+            path, f"must be a dict with _target_ and arguments, got {short_repr(data)}"
+        )
+    if "_target_" not in data:
+        raise FieldError(f"{path}._target_", "is missing")
+    kind = _one_of(data["_target_"], f"{path}._target_", targets)
+    if partial:
+        if "_partial_" not in data:
+            raise FieldError(f"{path}._partial_", "is missing")
+        _true(
+            data["_partial_"], f"{path}._partial_", "the decoder is built from the encoder's width"
+        )
+    return {"kind": kind, **{k: v for k, v in data.items() if k not in ("_target_", "_partial_")}}
+
+
+def _lte_v1_spec(meta: Mapping[str, Any], where: str) -> tuple[ModelSpec, str]:
+    """A format-1 ``"lte"`` entry, read as data: known ``_target_`` strings map to kinds."""
+    keys = ("config", "model_name", "encoder_name", "scale_max", "normalization", "prefix")
+    try:
+        _node(meta, "lte", (*keys, "format_version"))
+        # The old stored labels: checked, then ignored (labels now come from the model itself).
+        for key in ("model_name", "encoder_name"):
+            if not isinstance(meta[key], str) or not _LABEL.match(meta[key]):
+                raise FieldError(
+                    f"lte.{key}", f"must be a name such as 'lte', got {short_repr(meta[key])}"
+                )
+        _check_normalization(meta["normalization"], "lte.normalization")
+        prefix = _check_prefix(meta["prefix"], "lte.prefix")
+        config = meta["config"]
+        _node(config, "lte.config", ("model", "encoder"))
+        _node(config["model"], "lte.config.model", ("_target_", "decoder"))
+        _one_of(config["model"]["_target_"], "lte.config.model._target_", _V1_MODEL_TARGETS)
+        decoder = _v1_node(
+            config["model"]["decoder"], "lte.config.model.decoder", _V1_DECODER_TARGETS, True
+        )
+        encoder = _v1_node(config["encoder"], "lte.config.encoder", _V1_ENCODER_TARGETS, False)
+    except FieldError as err:
+        raise UserError(f"{where}: {err}") from None
+    spec = ModelSpec(
+        EncoderSpec.from_dict(encoder, where, "lte.config.encoder"),
+        DecoderSpec.from_dict(decoder, where, "lte.config.model.decoder"),
+        validate_scale_max(meta["scale_max"], where, "lte.scale_max"),
+    )
+    return spec, prefix
+
+
+def _lte_spec(meta: Any, where: str) -> tuple[ModelSpec, str]:
+    """The validated model description and weight prefix of an ``"lte"`` entry (format 1 or 2)."""
+    try:
+        if not isinstance(meta, Mapping):
+            raise FieldError(
+                "lte", f"must be a dict with format_version and model, got {short_repr(meta)}"
+            )
+        if "format_version" not in meta:
+            raise FieldError("lte.format_version", "is missing")
+        version = meta["format_version"]
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise FieldError("lte.format_version", f"must be 1 or 2, got {short_repr(version)}")
+        if version > FORMAT_VERSION:
+            raise FieldError(
+                "lte.format_version",
+                f"is {version}: written by a newer lte (this one reads 1 and 2); upgrade lte",
+            )
+        if version == 1:
+            return _lte_v1_spec(meta, where)
+        _node(meta, "lte", ("format_version", "model", "normalization", "prefix"))
+        _check_normalization(meta["normalization"], "lte.normalization")
+        prefix = _check_prefix(meta["prefix"], "lte.prefix")
+    except FieldError as err:
+        raise UserError(f"{where}: {err}") from None
+    return ModelSpec.from_dict(meta["model"], where, "lte.model"), prefix
+
+
+def checkpoint_metadata(model: SRModel, prefix: str = "net.") -> dict[str, Any]:
+    """The ``"lte"`` entry of a checkpoint: the model's own description, as plain data.
+
+    ``prefix`` is where the model's weights sit in the checkpoint's ``state_dict`` (Lightning puts
+    ``self.net`` under ``net.``).
+    """
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": model.describe(),
+        "normalization": dict(NORMALIZATION),
+        "prefix": prefix,
+    }
+
+
+# --- official releases --------------------------------------------------------------------------
+
+_OFFICIAL_MODELS = ("lte", "liif", "metasr")
+#: The released encoders and the description their defaults stand for.
+_OFFICIAL_ENCODER_DEFAULTS = {
+    "edsr-baseline": NAMED_ENCODERS["edsr_baseline"],
+    "edsr": NAMED_ENCODERS["edsr"],
+    "rdn": NAMED_ENCODERS["rdn"],
+    "swinir": NAMED_ENCODERS["swinir"],
+}
+_RDN_CONFIGS = {"A": (20, 6, 32), "B": (16, 8, 64)}  # (D, C, G) = (n_blocks, n_layers, growth)
+_UPSAMPLERS = ("", "none", "pixelshuffle", "pixelshuffledirect", "nearest+conv")
+
+
+def _check_upsampler(value: Any, path: str) -> None:
+    _one_of(value, path, _UPSAMPLERS)
+
+
+#: Official encoder arguments that only concern the upsampler or data range (absent here): checked
+#: for type, then dropped.
+_IGNORED_ENCODER_ARGS = {
+    "scale": int_field(1, 64),
+    "upscale": int_field(1, 64),
+    "rgb_range": float_field(0.0, 1e4, lo_open=True),
+    "img_range": float_field(0.0, 1e4, lo_open=True),
+    "img_size": int_field(1, 4096),
+    "upsampler": _check_upsampler,
+}
+#: Per released encoder, the arguments that set our fields: official name -> (field, validator).
+_EDSR_ARGS = {
+    "n_resblocks": ("n_resblocks", int_field(1, 256)),
+    "n_feats": ("n_feats", int_field(1, 4096)),
+    "res_scale": ("res_scale", float_field(0.0, 10.0, lo_open=True)),
+}
+_ENCODER_ARGS = {
+    "edsr-baseline": _EDSR_ARGS,
+    "edsr": _EDSR_ARGS,
+    "rdn": {"G0": ("g0", int_field(1, 4096)), "RDNkSize": ("kernel", int_field(1, 15, odd=True))},
+    "swinir": {
+        "embed_dim": ("embed_dim", int_field(1, 4096)),
+        "depths": ("depths", int_list_field(1, 256, 32)),
+        "num_heads": ("num_heads", int_list_field(1, 512, 32)),
+        "window_size": ("window_size", int_field(1, 64)),
+        "mlp_ratio": ("mlp_ratio", float_field(0.0, 64.0, lo_open=True)),
+    },
+}
+#: Released decoder defaults (``hidden_list`` of ``imnet_spec``, LTE's ``hidden_dim``).
+_OFFICIAL_DECODER_DEFAULTS = {
+    "lte": {"kind": "lte", "hidden_dim": 256, "mlp_hidden": [256, 256, 256]},
+    "liif": {"kind": "liif", "mlp_hidden": [256, 256, 256, 256]},
+    "metasr": {"kind": "metasr", "mlp_hidden": [256]},
+}
+#: The arguments each released model class takes besides ``encoder_spec``.
+_OFFICIAL_MODEL_ARGS = {
+    "lte": ("imnet_spec", "hidden_dim"),
+    "liif": ("imnet_spec", "local_ensemble", "feat_unfold", "cell_decode"),
+    "metasr": (),
+}
+
+
+def _official_encoder(enc_spec: Any, path: str) -> dict[str, Any]:
+    _node(enc_spec, path, ("name",), ("args",))
+    name = _one_of(enc_spec["name"], f"{path}.name", tuple(_OFFICIAL_ENCODER_DEFAULTS), "encoder")
+    encoder = {
+        k: list(v) if isinstance(v, list) else v
+        for k, v in _OFFICIAL_ENCODER_DEFAULTS[name].items()
+    }
+    args = enc_spec.get("args", {})
+    mapped = _ENCODER_ARGS[name]
+    allowed = (
+        *mapped,
+        "no_upsampling",
+        *_IGNORED_ENCODER_ARGS,
+        *(("RDNconfig",) if name == "rdn" else ()),
+    )
+    _node(args, f"{path}.args", (), allowed)
+    for key, value in args.items():
+        where = f"{path}.args.{key}"
+        if key == "no_upsampling":
+            _true(value, where, "lte uses the encoder without its upsampler")
+        elif key == "RDNconfig":
+            d, c, g = _one_of(value, where, _RDN_CONFIGS)
+            encoder |= {"n_blocks": d, "n_layers": c, "growth": g}
+        elif key in _IGNORED_ENCODER_ARGS:
+            _IGNORED_ENCODER_ARGS[key](value, where)
+        else:
+            field, check = mapped[key]
+            encoder[field] = list(v) if isinstance(v := check(value, where), tuple) else v
+    return encoder
+
+
+def _official_description(spec: Any, where: str) -> dict[str, Any]:
+    """The ``describe()``-shaped description of an official ``{"name", "args", "sd"}`` entry.
+
+    Every argument is checked against what the released code accepts; each unsupported or
+    ill-typed one is a one-line error naming it (``model.args.hidden_dim``).
+    """
+    try:
+        _node(spec, "model", ("name", "sd"), ("args",))
+        name = _one_of(spec["name"], "model.name", _OFFICIAL_MODELS, "model name")
+        args = spec.get("args", {})
+        _node(args, "model.args", ("encoder_spec",), _OFFICIAL_MODEL_ARGS[name])
+        encoder = _official_encoder(args["encoder_spec"], "model.args.encoder_spec")
+        decoder = dict(_OFFICIAL_DECODER_DEFAULTS[name])
+        if "imnet_spec" in args:
+            path = "model.args.imnet_spec"
+            _node(args["imnet_spec"], path, ("name", "args"))
+            _one_of(args["imnet_spec"]["name"], f"{path}.name", ("mlp",))
+            imnet = args["imnet_spec"]["args"]
+            _node(imnet, f"{path}.args", ("hidden_list",), ("out_dim",))
+            if (
+                "out_dim" in imnet
+                and int_field(1, 4096)(imnet["out_dim"], f"{path}.args.out_dim") != 3
+            ):
+                raise FieldError(f"{path}.args.out_dim", f"must be 3 (RGB), got {imnet['out_dim']}")
+            hidden = int_list_field(1, 4096, 32)(imnet["hidden_list"], f"{path}.args.hidden_list")
+            decoder["mlp_hidden"] = list(hidden)
+        if "hidden_dim" in args:
+            decoder["hidden_dim"] = int_field(2, 4096, even=True)(
+                args["hidden_dim"], "model.args.hidden_dim"
+            )
+        for flag in ("local_ensemble", "feat_unfold", "cell_decode"):
+            if flag in args:
+                _true(args[flag], f"model.args.{flag}", f"lte implements {name} with {flag} only")
+    except FieldError as err:
+        raise UserError(f"{where}: {err}") from None
+    return {"decoder": decoder, "encoder": encoder, "scale_max": OFFICIAL_SCALE_MAX}
+
+
+def _to_model_keys(official_sd: Mapping[str, Any]) -> dict[str, Any]:
     """Official key names → SRModel's (decoder parameters move under ``decoder.``); skip recomputed buffers."""
     out = {}
     for key, value in official_sd.items():
-        if key.startswith(_SKIPPED_PREFIXES) or key.endswith(_SKIPPED_SUFFIXES):
+        if isinstance(key, str) and (
+            key.startswith(_SKIPPED_PREFIXES) or key.endswith(_SKIPPED_SUFFIXES)
+        ):
             continue
-        out[key if key.startswith("encoder.") else f"decoder.{key}"] = value
+        out[key if str(key).startswith("encoder.") else f"decoder.{key}"] = value
     return out
 
 
@@ -167,29 +428,60 @@ def _to_official_keys(model_sd: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return {k.removeprefix("decoder."): v for k, v in model_sd.items()}
 
 
-def _load_weights(model: SRModel, sd: dict[str, torch.Tensor], path: Path) -> None:
-    """Copy ``sd`` into ``model``, with a one-line error naming missing, unexpected or mis-shaped keys."""
-    own = model.state_dict()
+# --- weights --------------------------------------------------------------------------------------
 
-    def listing(keys: list[str]) -> str:
-        return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
 
+def _listing(keys: list[str]) -> str:
+    return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
+
+def _compare(own: Mapping[str, Any], sd: Mapping[str, Any], path: Path) -> None:
+    """One-line errors for weights that are missing, unexpected, not tensors or mis-shaped."""
     missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
+    unexpected = [k if isinstance(k, str) else short_repr(k) for k in sd if k not in own]
     if missing:
-        raise UserError(f"checkpoint '{path}' lacks weights the model needs: {listing(missing)}")
+        raise UserError(f"checkpoint '{path}' lacks weights the model needs: {_listing(missing)}")
     if unexpected:
         raise UserError(
-            f"checkpoint '{path}' has weights this model does not use: {listing(unexpected)}"
+            f"checkpoint '{path}' has weights this model does not use: {_listing(unexpected)}"
         )
+    bad = [f"{k} ({type(sd[k]).__name__})" for k in own if not isinstance(sd[k], torch.Tensor)]
+    if bad:
+        raise UserError(f"checkpoint '{path}' has weights that are not tensors: {_listing(bad)}")
     wrong = [
         f"{k} {tuple(sd[k].shape)} != {tuple(v.shape)}"
         for k, v in own.items()
         if sd[k].shape != v.shape
     ]
     if wrong:
-        raise UserError(f"checkpoint '{path}' has weights of the wrong shape: {listing(wrong)}")
-    model.load_state_dict(sd, strict=True)
+        raise UserError(f"checkpoint '{path}' has weights of the wrong shape: {_listing(wrong)}")
+
+
+def _build(spec: ModelSpec, sd: Mapping[str, Any], path: Path) -> SRModel:
+    """Build ``spec`` and load ``sd`` into it, checking names and shapes first.
+
+    The check runs on a skeleton built on the ``meta`` device where the architecture allows it, so a
+    file describing a huge network with small weights fails before anything is allocated.
+    """
+    try:
+        with torch.device("meta"):
+            skeleton = spec.build()
+    except (
+        Exception
+    ):  # some constructors read values (SwinIR's drop-path rates): check after building
+        skeleton = None
+    if skeleton is not None:
+        _compare(skeleton.state_dict(), sd, path)
+    model = spec.build()
+    _compare(model.state_dict(), sd, path)
+    model.load_state_dict(dict(sd), strict=True)
+    return model
+
+
+def _state_dict(value: Any, where: str, name: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise UserError(f"{where}: {name} must be a dict of tensors, got {short_repr(value)}")
+    return value
 
 
 def load_checkpoint(
@@ -198,37 +490,29 @@ def load_checkpoint(
     """Load an official release or an lte checkpoint into an :class:`SRModel` in eval mode.
 
     Raises:
-        UserError: the file is missing, unreadable, not a model checkpoint, names an unknown model,
-            or its weights don't match the model (one line naming the keys).
+        UserError: the file is missing, unreadable, not a model checkpoint, describes a model with an
+            unknown kind or a bad field, or its weights don't match the model (one line naming the
+            field or the keys).
     """
     p = Path(path)
     obj = _read(p, map_location)
-    if "lte" in obj and "state_dict" in obj:
-        meta = obj["lte"]
-        cfg = OmegaConf.create(meta["config"])
-        model = instantiate_model(cfg)
-        sd = obj["state_dict"]
-        prefix = meta.get("prefix", "net.")
-        sd = {k.removeprefix(prefix): v for k, v in sd.items() if k.startswith(prefix)}
-        _load_weights(model, sd, p)
-        loaded = LoadedModel(
-            model,
-            meta["model_name"],
-            meta["encoder_name"],
-            float(meta["scale_max"]),
-            "lte",
-            p,
-            meta["config"],
-        )
-    elif isinstance(obj.get("model"), dict) and "sd" in obj["model"]:
-        spec = obj["model"]
-        name, encoder, overrides = _official_config(p, spec)
-        cfg = model_config(name, encoder, overrides)
-        model = instantiate_model(cfg)
-        _load_weights(model, _to_model_keys(spec["sd"]), p)
-        config = OmegaConf.to_container(cfg, resolve=True)
-        assert isinstance(config, dict)
-        loaded = LoadedModel(model, name, encoder, OFFICIAL_SCALE_MAX, "official", p, config)  # type: ignore[arg-type]
+    where = f"checkpoint '{p}'"
+    if "lte" in obj:
+        spec, prefix = _lte_spec(obj["lte"], where)
+        if "state_dict" not in obj:
+            raise UserError(f"{where} has an 'lte' entry but no 'state_dict' of weights")
+        raw = _state_dict(obj["state_dict"], where, "state_dict")
+        sd = {
+            k.removeprefix(prefix) if isinstance(k, str) else k: v
+            for k, v in raw.items()
+            if not isinstance(k, str) or k.startswith(prefix)
+        }
+        loaded = LoadedModel(_build(spec, sd, p), "lte", p, spec)
+    elif isinstance(obj.get("model"), Mapping) and "sd" in obj["model"]:
+        description = _official_description(obj["model"], where)
+        spec = ModelSpec.from_dict(description, where)
+        sd = _state_dict(obj["model"]["sd"], where, "model.sd")
+        loaded = LoadedModel(_build(spec, _to_model_keys(sd), p), "official", p, spec)
     else:
         raise UserError(
             f"'{p}' is not an LTE/LIIF/Meta-SR checkpoint: expected an official release "
@@ -238,23 +522,7 @@ def load_checkpoint(
     return loaded
 
 
-def checkpoint_metadata(
-    config: dict[str, Any],
-    model_name: str,
-    encoder_name: str,
-    scale_max: float,
-    prefix: str = "net.",
-) -> dict[str, Any]:
-    """The ``"lte"`` entry of a checkpoint: everything :func:`load_checkpoint` needs, as plain data."""
-    return {
-        "config": config,
-        "model_name": model_name,
-        "encoder_name": encoder_name,
-        "scale_max": float(scale_max),
-        "normalization": dict(NORMALIZATION),
-        "prefix": prefix,
-        "format_version": 1,
-    }
+# --- writing --------------------------------------------------------------------------------------
 
 
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
@@ -265,34 +533,67 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
         torch.save(obj, tmp)
 
 
-_OFFICIAL_ENCODER_NAMES = {v: k for k, v in _OFFICIAL_ENCODERS.items()}
+def _refuse_overwrite(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise UserError(f"'{path}' already exists: choose a new file name or remove it first")
 
 
-def official_state(model: SRModel, model_name: str, encoder_name: str) -> dict[str, Any]:
+def _official_encoder_spec(encoder: Mapping[str, Any]) -> dict[str, Any]:
+    """The released ``encoder_spec`` for an encoder description, or UserError if there is none."""
+    args: dict[str, Any] = {"no_upsampling": True}
+    kind = encoder["kind"]
+    named = {k: v for k, v in NAMED_ENCODERS.items() if v == dict(encoder)}
+    if "edsr_baseline" in named:
+        return {"name": "edsr-baseline", "args": args}
+    if named:
+        return {"name": next(iter(named)), "args": args}
+    if kind == "edsr":
+        args |= {k: encoder[k] for k in ("n_resblocks", "n_feats", "res_scale")}
+        return {"name": "edsr", "args": args}
+    if kind == "rdn":
+        config = [
+            c
+            for c, dcg in _RDN_CONFIGS.items()
+            if dcg == (encoder["n_blocks"], encoder["n_layers"], encoder["growth"])
+        ]
+        if config:
+            args |= {"G0": encoder["g0"], "RDNkSize": encoder["kernel"], "RDNconfig": config[0]}
+            return {"name": "rdn", "args": args}
+    raise UserError(
+        f"the {kind} encoder {short_repr(dict(encoder), 200)} has no official-format equivalent "
+        "(the released code builds only its paper configurations): save it as an lte checkpoint"
+    )
+
+
+def official_state(model: SRModel) -> dict[str, Any]:
     """The ``{"model": {"name", "args", "sd"}}`` dict of an official release holding ``model``'s weights.
 
-    Only configurations that the released code can express are accepted (the four paper encoders
-    with their standard widths); the decoder's MLP widths are written to ``imnet_spec``.
+    Names and arguments come from ``model.describe()``. A configuration the released code cannot
+    express (e.g. ``scale_max`` other than 4, a Meta-SR MLP other than ``[256]``) is refused.
     """
-    if encoder_name not in _OFFICIAL_ENCODER_NAMES or model_name not in _OFFICIAL_MODELS:
-        raise UserError(f"{model_name}/{encoder_name} has no official-format equivalent")
-    args: dict[str, Any] = {
-        "encoder_spec": {
-            "name": _OFFICIAL_ENCODER_NAMES[encoder_name],
-            "args": {"no_upsampling": True},
-        }
-    }
-    decoder = model.decoder
-    if model_name in ("lte", "liif"):
-        hidden = [m.out_features for m in decoder.imnet.layers if isinstance(m, torch.nn.Linear)][
-            :-1
-        ]
+    description = model.describe()
+    spec = ModelSpec.from_dict(description, "model to export")
+    decoder = spec.decoder.to_dict()
+    if spec.scale_max != OFFICIAL_SCALE_MAX:
+        raise UserError(
+            f"scale_max {spec.scale_max:g} cannot be stored in an official file (the released code "
+            f"assumes {OFFICIAL_SCALE_MAX:g}): save it as an lte checkpoint"
+        )
+    args: dict[str, Any] = {"encoder_spec": _official_encoder_spec(spec.encoder.to_dict())}
+    name = decoder["kind"]
+    if name in ("lte", "liif"):
+        hidden = list(decoder["mlp_hidden"])
         args["imnet_spec"] = {"name": "mlp", "args": {"out_dim": 3, "hidden_list": hidden}}
-    if model_name == "lte":
-        args["hidden_dim"] = decoder.hidden_dim
+    elif decoder["mlp_hidden"] != _OFFICIAL_DECODER_DEFAULTS["metasr"]["mlp_hidden"]:
+        raise UserError(
+            f"Meta-SR with mlp_hidden {decoder['mlp_hidden']} has no official-format equivalent "
+            "(the released code fixes [256]): save it as an lte checkpoint"
+        )
+    if name == "lte":
+        args["hidden_dim"] = decoder["hidden_dim"]
     sd = _to_official_keys(model.state_dict())
-    sd.update(_recomputable_buffers(model, encoder_name))
-    return {"model": {"name": model_name, "args": args, "sd": sd}}
+    sd.update(_recomputable_buffers(spec.encoder.to_dict()))
+    return {"model": {"name": name, "args": args, "sd": sd}}
 
 
 #: EDSR's DIV2K RGB mean, held by the released files' (unused) mean-shift layers.
@@ -301,22 +602,22 @@ _EDSR_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 _SWINIR_IMG_SIZE = 48
 
 
-def _recomputable_buffers(model: SRModel, encoder_name: str) -> dict[str, torch.Tensor]:
+def _recomputable_buffers(encoder: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """The buffers a released file holds that this model recomputes or never uses, for a faithful export."""
     from lte.models.swinir import relative_position_index, shift_attention_mask
 
     extra: dict[str, torch.Tensor] = {}
-    if encoder_name in ("edsr_baseline", "edsr"):
+    if encoder["kind"] == "edsr":
         mean = torch.tensor(_EDSR_RGB_MEAN)
         eye = torch.eye(3).view(3, 3, 1, 1)
         extra |= {"encoder.sub_mean.weight": eye.clone(), "encoder.sub_mean.bias": -mean}
         extra |= {"encoder.add_mean.weight": eye.clone(), "encoder.add_mean.bias": mean.clone()}
-    elif encoder_name == "swinir":
-        window = model.encoder.window_size
+    elif encoder["kind"] == "swinir":
+        window = encoder["window_size"]
         size = _SWINIR_IMG_SIZE
         mask = shift_attention_mask(size, size, window, window // 2, torch.device("cpu"))
-        for i, layer in enumerate(model.encoder.layers):
-            for j, _block in enumerate(layer.residual_group.blocks):
+        for i, depth in enumerate(encoder["depths"]):
+            for j in range(depth):
                 prefix = f"encoder.layers.{i}.residual_group.blocks.{j}"
                 extra[f"{prefix}.attn.relative_position_index"] = relative_position_index(window)
                 if j % 2 == 1:
@@ -324,8 +625,45 @@ def _recomputable_buffers(model: SRModel, encoder_name: str) -> dict[str, torch.
     return extra
 
 
-def save_official(
-    model: SRModel, path: str | os.PathLike[str], model_name: str, encoder_name: str
-) -> None:
-    """Write ``model`` as an official-format ``.pth`` (atomically), loadable by the released code."""
-    atomic_save(official_state(model, model_name, encoder_name), path)
+def save_official(model: SRModel, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+    """Write ``model`` as an official-format ``.pth`` (atomically), loadable by the released code.
+
+    Raises:
+        UserError: ``path`` exists and ``overwrite`` is false, or the model has no official form.
+    """
+    p = Path(path)
+    _refuse_overwrite(p, overwrite)
+    atomic_save(official_state(model), p)
+
+
+def save_lte(model: SRModel, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+    """Write ``model`` as a minimal lte checkpoint (``state_dict`` under ``net.`` plus ``"lte"``)."""
+    p = Path(path)
+    _refuse_overwrite(p, overwrite)
+    sd = {f"net.{k}": v for k, v in model.state_dict().items()}
+    atomic_save({"state_dict": sd, "lte": checkpoint_metadata(model)}, p)
+
+
+def convert_checkpoint(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], to: str = "lte"
+) -> LoadedModel:
+    """Rewrite any readable checkpoint (format 1, 2 or an official release) as ``to`` at ``dst``.
+
+    ``to="lte"`` writes the current format; a Lightning checkpoint keeps every other entry (optimizer
+    state, loops), so training can still resume from it. ``to="official"`` writes the released layout.
+    ``dst`` is never overwritten.
+    """
+    source, target = Path(src), Path(dst)
+    if to not in ("lte", "official"):
+        raise UserError(f"--to must be 'lte' or 'official', got {to!r}")
+    _refuse_overwrite(target, False)
+    loaded = load_checkpoint(source)
+    if to == "official":
+        save_official(loaded.model, target)
+    elif loaded.source == "official":
+        save_lte(loaded.model, target)
+    else:
+        obj = _read(source, "cpu")
+        obj["lte"] = checkpoint_metadata(loaded.model, prefix=obj["lte"]["prefix"])
+        atomic_save(obj, target)
+    return loaded

@@ -2,7 +2,11 @@
 
     python -m lte.compare results/*.json --out compare/ --published --baseline rdn-liif
 
-Each results record (see :mod:`lte.evaluate`) becomes one cell of a method × (test set, scale) grid.
+The command line is :mod:`lte.cli.compare`; ``python -m lte.compare`` and ``lte-compare`` reach it
+through :func:`main` here. Importing this module loads neither torch nor Hydra (only
+:mod:`lte.results`; matplotlib and W&B when a plot or a run is made), so comparing is instant.
+
+Each results record (see :mod:`lte.results`) becomes one cell of a method × (test set, scale) grid.
 A method is ``<encoder>-<model>`` (``rdn-lte``); when two checkpoints share that name, the checkpoint's
 file stem is appended so neither hides the other. Published numbers (:mod:`lte.published`) are
 labelled ``... (paper)``. Writes ``comparison.md`` (one table per test set, best PSNR per column in
@@ -12,9 +16,6 @@ one panel per test set) and ``comparison.csv`` (the merged records with their me
 
 from __future__ import annotations
 
-import argparse
-import csv
-import io
 import math
 import os
 from collections import defaultdict
@@ -23,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from lte.atomic import atomic_path, atomic_write_text
-from lte.errors import UserError, exit_on_user_error
-from lte.evaluate import RESULT_KEYS, read_results
+from lte.errors import UserError
 from lte.published import PUBLISHED_CKPT, UNCHECKED, published_records
+from lte.results import RESULT_KEYS, format_scale, read_results, results_csv
 
 #: Suffix of published rows' labels.
 PAPER_TAG = " (paper)"
@@ -70,11 +71,6 @@ def _column_names(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], st
     }
 
 
-def _fmt_scale(scale: float) -> str:
-    s = float(scale)
-    return f"x{int(s)}" if s.is_integer() else f"x{s:g}"
-
-
 def _methods_in_order(records: Sequence[dict[str, Any]]) -> list[str]:
     """Published rows first (the reference), then measured methods in the order they appear."""
     seen: dict[str, None] = {}
@@ -101,7 +97,7 @@ def build_grid(
         scale = float(rec["scale"])
         if scale in cell and abs(cell[scale] - rec["psnr"]) > 1e-9:
             raise UserError(
-                f"two results for {rec['method']} on {rec['testset']} {_fmt_scale(scale)} "
+                f"two results for {rec['method']} on {rec['testset']} x{format_scale(scale)} "
                 f"({cell[scale]:.4f} and {rec['psnr']:.4f}): pass each checkpoint's results once"
             )
         cell[scale] = float(rec["psnr"])
@@ -131,7 +127,7 @@ def markdown_tables(records: Sequence[dict[str, Any]], baseline: str | None = No
         base_row = table.get(baseline, {}) if baseline else {}
         lines.append(f"## {names[key]} ({key[1]} protocol)")
         lines.append("")
-        lines.append("| method | " + " | ".join(_fmt_scale(s) for s in scales) + " |")
+        lines.append("| method | " + " | ".join(f"x{format_scale(s)}" for s in scales) + " |")
         lines.append("|---|" + "---:|" * len(scales))
         for method in methods:
             if method not in table:
@@ -208,16 +204,6 @@ def plot_psnr(records: Sequence[dict[str, Any]], path: Path) -> None:
         plt.close(fig)
 
 
-def _csv(records: Sequence[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    cols = ["method", *RESULT_KEYS]
-    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
-    writer.writeheader()
-    for rec in records:
-        writer.writerow({k: "" if rec.get(k) is None else rec[k] for k in cols})
-    return buf.getvalue()
-
-
 def gather(
     results: Sequence[str | os.PathLike[str]], *, published: bool = False
 ) -> list[dict[str, Any]]:
@@ -260,7 +246,7 @@ def compare(
         "csv": out_dir / "comparison.csv",
     }
     atomic_write_text(paths["markdown"], md)
-    atomic_write_text(paths["csv"], _csv(records))
+    atomic_write_text(paths["csv"], results_csv(records, ["method", *RESULT_KEYS]))
     plot_psnr(records, paths["plot"])
     if use_wandb:
         log_comparison_to_wandb(records, md, paths["plot"], out_dir, project=wandb_project)
@@ -291,37 +277,11 @@ def log_comparison_to_wandb(
         run.finish()
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="lte-compare",
-        description="Compare lte.test results files: markdown table, PSNR-vs-scale plot, W&B.",
-    )
-    parser.add_argument("results", nargs="*", help="results JSON files written by lte.test")
-    parser.add_argument("--out", required=True, help="folder for comparison.md/.png/.csv")
-    parser.add_argument("--baseline", help="method to show differences against, e.g. rdn-liif")
-    parser.add_argument(
-        "--published", action="store_true", help="add the paper's numbers as reference rows"
-    )
-    parser.add_argument("--wandb", action="store_true", help="log table and plot to W&B")
-    parser.add_argument("--wandb-project", default="lte", help="W&B project (default: lte)")
-    return parser.parse_args(argv)
-
-
-@exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point ``lte-compare`` / ``python -m lte.compare``."""
-    args = parse_args(argv)
-    paths = compare(
-        args.results,
-        args.out,
-        baseline=args.baseline,
-        published=args.published,
-        use_wandb=args.wandb,
-        wandb_project=args.wandb_project,
-    )
-    print(paths["markdown"].read_text())
-    for kind, path in paths.items():
-        print(f"{kind}: {path}")
+    """``python -m lte.compare`` / ``lte-compare``: the command line of :mod:`lte.cli.compare`."""
+    from lte.cli.compare import main as cli_main
+
+    cli_main(argv)
 
 
 if __name__ == "__main__":

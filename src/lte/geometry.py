@@ -43,30 +43,49 @@ def make_coord(
     return grid.reshape(-1, 2) if flatten else grid
 
 
+def cell_enlargement(scale: float, scale_max: float) -> float:
+    """The factor ``max(s / scale_max, 1)`` applied to cells beyond the training scale range (SPEC).
+
+    The one formula: :func:`enlarge_cell`, :func:`make_cell` and ``SRModel.enlarge_cell`` all use it.
+    """
+    return max(float(scale) / float(scale_max), 1.0)
+
+
+def enlarge_cell(cell: Tensor, scale: tuple[float, float], scale_max: float) -> Tensor:
+    """``cell`` (``(..., 2)``, y then x) enlarged per axis by ``cell_enlargement(scale[i], scale_max)``.
+
+    Per axis because an output may be resized by different factors along y and x; an axis within
+    the training range keeps its cell unchanged.
+    """
+    factors = [cell_enlargement(s, scale_max) for s in scale]
+    if factors == [1.0, 1.0]:
+        return cell
+    return cell * torch.tensor(factors, dtype=cell.dtype, device=cell.device)
+
+
 def make_cell(
     shape: tuple[int, int],
     n: int,
     *,
-    scale: float = 1.0,
+    lr_hw: tuple[int, int] | None = None,
+    scale_max: float | None = None,
     device: torch.device | None = None,
 ) -> Tensor:
-    """Cells of ``n`` queries on an ``h × w`` target grid: ``(2/h, 2/w)`` each, times ``scale``.
+    """Cells of ``n`` queries on an ``h × w`` target grid: ``(2/h, 2/w)`` each, ``(n, 2)`` float32.
 
-    ``scale`` is the out-of-distribution enlargement ``max(s / scale_max, 1)`` used at test time.
-    Returns ``(n, 2)`` float32.
+    Given the LR size ``lr_hw`` and the model's ``scale_max``, each axis is enlarged by
+    ``max((h / lr_h) / scale_max, 1)`` (resp. ``w / lr_w``), the test-time rule for scales beyond
+    training (:func:`enlarge_cell`). Give both or neither.
     """
+    if (lr_hw is None) != (scale_max is None):
+        raise ValueError("make_cell: give both lr_hw and scale_max (enlarged cell) or neither")
     h, w = shape
     cell = torch.ones(n, 2, device=device, dtype=torch.float32)
     cell[:, 0] *= 2 / h
     cell[:, 1] *= 2 / w
-    if scale != 1.0:
-        cell = cell * scale
+    if lr_hw is not None and scale_max is not None:
+        cell = enlarge_cell(cell, (h / lr_hw[0], w / lr_hw[1]), scale_max)
     return cell
-
-
-def cell_enlargement(scale: float, scale_max: float) -> float:
-    """The factor ``max(s / scale_max, 1)`` applied to cells beyond the training scale range."""
-    return max(float(scale) / float(scale_max), 1.0)
 
 
 def nearest_code_index(coord: Tensor, size: int) -> Tensor:
@@ -80,44 +99,6 @@ def nearest_code_index(coord: Tensor, size: int) -> Tensor:
     return torch.round(pix).long().clamp_(0, size - 1)
 
 
-def shifted_query(coord: Tensor, offset: tuple[int, int], feat_hw: tuple[int, int]) -> Tensor:
-    """The query moved towards neighbour ``offset``: ``q + v ⊙ r + 1e-6``, clamped to ±(1 - 1e-6)."""
-    h, w = feat_hw
-    ry, rx = 1.0 / h, 1.0 / w  # half a code, 2 / size / 2 in the reference
-    vy, vx = offset
-    q = coord.clone()
-    q[..., 0] += vy * ry + EPS_SHIFT
-    q[..., 1] += vx * rx + EPS_SHIFT
-    return q.clamp_(-1 + EPS_SHIFT, 1 - EPS_SHIFT)
-
-
-def ensemble_neighbours(coord: Tensor, feat_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """For each query, the four ensemble neighbours' flat code indices and relative offsets.
-
-    Args:
-        coord: ``(..., 2)`` query coordinates (y, x) in [-1, 1].
-        feat_hw: ``(h, w)`` of the latent grid.
-
-    Returns:
-        ``index``: ``(..., 4)`` long, ``iy * w + ix`` of each neighbour's code, in
-        :data:`NEIGHBOUR_OFFSETS` order.
-        ``rel``: ``(..., 4, 2)`` float, ``(q - c) ⊙ (h, w)`` with the *unshifted* q.
-    """
-    h, w = feat_hw
-    ys = make_coord_1d(h, device=coord.device)
-    xs = make_coord_1d(w, device=coord.device)
-    indices, rels = [], []
-    for offset in NEIGHBOUR_OFFSETS:
-        q = shifted_query(coord, offset, feat_hw)
-        iy = nearest_code_index(q[..., 0], h)
-        ix = nearest_code_index(q[..., 1], w)
-        rel_y = (coord[..., 0] - ys[iy]) * h
-        rel_x = (coord[..., 1] - xs[ix]) * w
-        indices.append(iy * w + ix)
-        rels.append(torch.stack([rel_y, rel_x], dim=-1))
-    return torch.stack(indices, dim=-1), torch.stack(rels, dim=-2)
-
-
 def ensemble_weights(rel: Tensor) -> Tensor:
     """Bilinear-style local-ensemble weights from the four neighbours' relative offsets.
 
@@ -129,21 +110,6 @@ def ensemble_weights(rel: Tensor) -> Tensor:
     total = area.sum(dim=-1, keepdim=True)
     # flip(-1) pairs neighbour v with -v: (-1,-1)<->(+1,+1) and (-1,+1)<->(+1,-1).
     return area.flip(-1) / total
-
-
-def gather_codes(feat: Tensor, index: Tensor) -> Tensor:
-    """Read codes of a ``(B, C, h, w)`` map at flat indices ``(B, ...)``: returns ``(B, ..., C)``."""
-    b, c = feat.shape[:2]
-    flat = feat.reshape(b, c, -1).transpose(1, 2)  # (B, h*w, C)
-    idx = index.reshape(b, -1)  # (B, N)
-    out = torch.gather(flat, 1, idx.unsqueeze(-1).expand(-1, -1, c))  # (B, N, C)
-    return out.reshape(*index.shape, c)
-
-
-def unfold3x3(feat: Tensor) -> Tensor:
-    """3×3 neighbourhoods with zero padding, channel-major (``c * 9 + k``): ``(B, 9C, h, w)``."""
-    b, c, h, w = feat.shape
-    return torch.nn.functional.unfold(feat, 3, padding=1).view(b, c * 9, h, w)
 
 
 def bilinear_sample(img: Tensor, coord: Tensor) -> Tensor:
@@ -161,9 +127,9 @@ def axis_neighbours(coord: Tensor, size: int) -> tuple[Tensor, Tensor]:
 
     The local ensemble is separable: the row of neighbour ``(vy, vx)`` depends only on ``vy`` and its
     column only on ``vx``. Computing the two rows and two columns once (instead of four full 2-D
-    lookups) halves the work, with the very same float32 operations as :func:`shifted_query`,
-    :func:`nearest_code_index` and :func:`ensemble_neighbours`, so indices and offsets are
-    bit-identical to theirs. ``coord`` holds one axis of the (unshifted) queries, in [-1, 1].
+    lookups) halves the work, with the very same float32 operations as SPEC's per-neighbour
+    shifted query (``q + v ⊙ r + 1e-6``, clamped) and :func:`nearest_code_index`, so indices and
+    offsets are bit-identical to the literal lookup (tested against ``tests/literal.py``). ``coord`` holds one axis of the (unshifted) queries, in [-1, 1].
     """
     centres = make_coord_1d(size, device=coord.device)
     r = 1.0 / size  # half a code

@@ -1,14 +1,15 @@
 """Whole-image inference with bounded memory: encode the LR in overlapping tiles, query in chunks.
 
-Both are plain functions over the model's ``encoder``, ``decoder.prepare`` and ``decoder.query``,
-never hidden module state, and neither changes results:
+Both are plain functions over ``SRModel.encode`` / ``SRModel.query``, never hidden module state, and
+neither changes results:
 
 - chunking: each query's prediction depends only on its own coordinate and cell;
-- tiling: a tile is encoded with a margin that covers the encoder's receptive field plus the
-  decoder's reach (its own 3×3 convolution or unfold, and the neighbouring codes the local ensemble
-  reads), and its queries use the geometry of the whole image (:mod:`lte.models.decoders`). For
-  convolutional encoders (EDSR, RDN) tiled and untiled outputs agree to float round-off. SwinIR's
-  attention has no finite receptive field: it tiles with :data:`SWIN_MARGIN` and differs slightly.
+- tiling: a tile is encoded with a margin of ``model.receptive_radius`` LR pixels (the encoder's
+  receptive field plus the decoder's reach: its own 3×3 convolution or unfold, and the neighbouring
+  codes the local ensemble reads), and its queries use the geometry of the whole image
+  (``SRModel.encode(crop, full_lr=, origin=)``). For convolutional encoders (EDSR, RDN) tiled and
+  untiled outputs agree to float round-off. SwinIR's attention has no finite receptive field: it
+  tiles with :data:`SWIN_MARGIN` and differs slightly.
 
 Peak memory is then set by the tile and chunk sizes, not by the image size. By default the tile is
 picked from the memory available (:func:`auto_tile`); an image that fits is encoded in one piece.
@@ -23,17 +24,14 @@ import time
 from collections.abc import Callable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from lte.errors import UserError
-from lte.geometry import make_cell, make_coord, make_coord_1d, nearest_code_index
+from lte.geometry import make_cell, make_coord_1d, nearest_code_index
+from lte.models.decoders import DecoderState, Kernel
 from lte.models.sr import SRModel
 
 #: Queries per chunk in the papers' test code.
 DEFAULT_CHUNK = 30000
-#: Codes the decoder reads beyond a query's own code: its 3×3 conv / unfold (1), the ensemble's
-#: neighbouring code (1), and Meta-SR's corner shift (1).
-DECODER_REACH = 3
 #: Tile margin (LR pixels) for encoders without a finite receptive field (SwinIR).
 SWIN_MARGIN = 16
 #: Largest working set the automatic tile size aims at on CPU, and its share of available memory.
@@ -46,58 +44,35 @@ MIN_TILE = 32
 ProgressFn = Callable[[int, int], None]
 
 
-def query_grid(
-    out_hw: tuple[int, int],
-    batch: int,
-    *,
-    cell_scale: tuple[float, float] = (1.0, 1.0),
-    device: torch.device | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Coordinates and cells of every pixel of an ``H × W`` output: two ``(B, H*W, 2)`` tensors.
-
-    ``cell_scale`` enlarges the cell per axis (y, x), i.e. ``max(s / scale_max, 1)`` beyond training scales.
-    """
-    h, w = out_hw
-    coord = make_coord((h, w), device=device)
-    cell = make_cell((h, w), h * w, device=device)
-    if cell_scale != (1.0, 1.0):
-        cell = cell * torch.tensor(cell_scale, device=device)
-    return coord.unsqueeze(0).expand(batch, -1, -1), cell.unsqueeze(0).expand(batch, -1, -1)
-
-
-def _query(
-    model: SRModel, state: dict[str, Tensor], coord: Tensor, cell: Tensor, dtype: torch.dtype | None
-) -> Tensor:
-    if dtype is None:
-        return model.query(state, coord, cell)
-    return model.decoder.query(state, coord, cell, dtype=dtype)
-
-
 def batched_query(
     model: SRModel,
-    state: dict[str, Tensor],
+    state: DecoderState,
     coord: Tensor,
     cell: Tensor,
     chunk: int = DEFAULT_CHUNK,
     *,
     dtype: torch.dtype | None = None,
+    kernel: Kernel | None = None,
 ) -> Tensor:
     """``model.query`` over ``(B, Q, 2)`` queries, ``chunk`` queries at a time: ``(B, Q, 3)``.
 
     ``cell`` is ``(B, Q, 2)``, or ``(B, 1, 2)`` when every query shares it (the decoders then compute
     cell-only terms once). ``dtype`` (e.g. ``torch.bfloat16``) runs the decoder's MLP in that type.
+    ``kernel`` defaults to ``model.inference_kernel`` (the fast one when the decoder has it).
+    Runs under ``torch.inference_mode``: no gradients.
     """
     if chunk <= 0:
         raise ValueError(f"chunk must be positive, got {chunk}")
+    kernel = model.inference_kernel if kernel is None else kernel
     shared = cell.shape[1] == 1
     with torch.inference_mode():
         parts = [
-            _query(
-                model,
+            model.query(
                 state,
                 coord[:, i : i + chunk],
                 cell if shared else cell[:, i : i + chunk],
-                dtype,
+                dtype=dtype,
+                kernel=kernel,
             )
             for i in range(0, coord.shape[1], chunk)
         ]
@@ -128,39 +103,17 @@ def available_memory(device: torch.device) -> int:
 def tile_margin(model: SRModel) -> int:
     """LR pixels of context around a tile so that its core's outputs equal whole-image outputs.
 
-    The encoder's ``receptive_radius`` (EDSR-baseline 34, RDN 131) plus :data:`DECODER_REACH`;
-    :data:`SWIN_MARGIN` for encoders without one (SwinIR: approximate, see docs/inference.md).
+    ``model.receptive_radius`` (encoder radius plus decoder reach: EDSR-baseline 34 + 3, RDN
+    131 + 3); :data:`SWIN_MARGIN` for a global encoder (SwinIR: approximate, see docs/inference.md).
     """
-    radius = getattr(model.encoder, "receptive_radius", None)
-    if radius is None:
-        return SWIN_MARGIN
-    return int(radius) + DECODER_REACH
-
-
-def bytes_per_code(model: SRModel) -> int:
-    """Rough peak bytes per LR pixel of encoding one tile and building its code table.
-
-    Encoder: a few live maps of its widest convolution (RDN's fusion input is 1024 wide). Decoder:
-    its prepared table and the convolution output it is copied from. An estimate, used only to size
-    tiles; it errs on the large side.
-    """
-    widths = [
-        max(m.in_channels, m.out_channels)
-        for m in model.encoder.modules()
-        if isinstance(m, nn.Conv2d)
-    ]
-    widths += [m.out_features for m in model.encoder.modules() if isinstance(m, nn.Linear)]
-    encoder = 4 * max(widths, default=64)
-    dec = model.decoder
-    table = 2 * sum(m.out_channels for m in dec.modules() if isinstance(m, nn.Conv2d))
-    table = max(table, 9 * int(getattr(model.encoder, "out_channels", 64)))
-    return 4 * (encoder + table)
+    radius = model.receptive_radius
+    return SWIN_MARGIN if radius is None else radius
 
 
 def auto_tile(model: SRModel, lr: Tensor, *, budget: int | None = None) -> int:
     """LR tile side for ``lr`` (0: encode it whole), from the memory available on its device.
 
-    The working set (tile plus margins, times :func:`bytes_per_code`) is kept under ``budget``
+    The working set (tile plus margins, times ``model.bytes_per_code()``) is kept under ``budget``
     bytes: by default ``min(512 MiB, available / 4)`` on CPU and ``available / 2`` on CUDA.
     """
     if budget is None:
@@ -171,7 +124,7 @@ def auto_tile(model: SRModel, lr: Tensor, *, budget: int | None = None) -> int:
             else min(CPU_BUDGET_BYTES, int(free * BUDGET_SHARE))
         )
     h, w = lr.shape[-2:]
-    per_code = bytes_per_code(model) * lr.shape[0]
+    per_code = model.bytes_per_code() * lr.shape[0]
     if h * w * per_code <= budget:
         return 0
     side = int(math.sqrt(budget / per_code)) - 2 * tile_margin(model)
@@ -221,19 +174,23 @@ def predict(
     lr: Tensor,
     out_hw: tuple[int, int],
     *,
-    cell_scale: tuple[float, float] = (1.0, 1.0),
     chunk: int = DEFAULT_CHUNK,
     dtype: torch.dtype | None = None,
+    kernel: Kernel | None = None,
     tile: int | None = None,
     progress: ProgressFn | None = None,
 ) -> Tensor:
     """Super-resolve a normalised ``(B, 3, h, w)`` batch to ``(B, 3, H, W)`` (normalised, unclamped).
 
+    The cell is ``(2/H, 2/W)``, enlarged per axis by ``max((H/h) / model.scale_max, 1)`` (resp.
+    ``W/w``) beyond the training scales (:func:`lte.geometry.make_cell`): callers never compute it.
+
     Args:
-        cell_scale: per-axis (y, x) cell enlargement, ``max(s / scale_max, 1)`` beyond training scales.
         chunk: queries per decoder call.
         dtype: the decoder MLP's compute type (``torch.bfloat16`` or ``torch.float16``); ``None``
-            keeps the model's float32. Coordinates and geometry stay float32 either way.
+            keeps float32. Coordinates and geometry stay float32 either way.
+        kernel: ``"fast"`` or ``"exact"``; ``None`` is ``model.inference_kernel`` (fast when the
+            decoder has a fast kernel).
         tile: LR tile side in pixels; ``0`` encodes the image in one piece, ``None`` picks it from
             the available memory (:func:`auto_tile`).
         progress: called as ``progress(done, total)`` after each tile (e.g. :func:`stderr_progress`).
@@ -246,9 +203,7 @@ def predict(
     out_h, out_w = out_hw
     device = lr.device
     # One cell shared by every query (the decoders then compute cell terms once per image).
-    cell = make_cell((out_h, out_w), 1, device=device)
-    if cell_scale != (1.0, 1.0):
-        cell = cell * torch.tensor(cell_scale, device=device)
+    cell = make_cell((out_h, out_w), 1, lr_hw=(h, w), scale_max=model.scale_max, device=device)
     cell = cell.unsqueeze(0).expand(b, 1, 2)  # (B, 1, 2)
     ys = make_coord_1d(out_h, device=device)
     xs = make_coord_1d(out_w, device=device)
@@ -264,34 +219,14 @@ def predict(
             for x0, x1, c0, c1 in cols:
                 cy0, cy1 = max(0, y0 - margin), min(h, y1 + margin)
                 cx0, cx1 = max(0, x0 - margin), min(w, x1 + margin)
-                crop = lr[..., cy0:cy1, cx0:cx1]
-                state = model.decoder.prepare(model.encoder(crop), crop)
                 # Queries use the whole image's grid; the table is read relative to the crop.
-                state["inp"] = lr
-                state["origin"] = torch.tensor([cy0, cx0])
+                state = model.encode(lr[..., cy0:cy1, cx0:cx1], full_lr=lr, origin=(cy0, cx0))
                 grid = torch.stack(torch.meshgrid(ys[r0:r1], xs[c0:c1], indexing="ij"), dim=-1)
                 coord = grid.reshape(1, -1, 2).expand(b, -1, -1)  # (B, Q, 2)
-                rgb = batched_query(model, state, coord, cell, chunk, dtype=dtype)  # (B, Q, 3)
+                rgb = batched_query(model, state, coord, cell, chunk, dtype=dtype, kernel=kernel)
                 out[:, :, r0:r1, c0:c1] = rgb.transpose(1, 2).reshape(b, 3, r1 - r0, c1 - c0)
                 del state, rgb
                 done += 1
                 if progress is not None:
                     progress(done, total)
     return out
-
-
-def resolve_device(name: str, option: str = "--device") -> torch.device:
-    """``auto`` is CUDA when available, else CPU; a bad or unavailable device is a one-line UserError.
-
-    ``option`` names the setting in the message (``--device`` for the CLI, ``device=`` for Hydra apps).
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    sep = "" if option.endswith("=") else " "
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"{option}{sep}{name} is not a device: use auto, cpu or cuda[:N]") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"{option}{sep}{name}: CUDA is not available on this machine; use cpu")
-    return device

@@ -68,11 +68,6 @@ def shave(x: Tensor, border: int) -> Tensor:
     return x[..., border:-border, border:-border]
 
 
-def metric_channels(x: Tensor, protocol: Protocol) -> Tensor:
-    """The channels a protocol compares: Y (``(B, 1, H, W)``) for benchmark, RGB for div2k."""
-    return rgb_to_y(x) if protocol == "benchmark" else x
-
-
 def psnr(pred: Tensor, gt: Tensor, *, border: int, y_channel: bool) -> Tensor:
     """Per-image PSNR (dB) of ``pred`` against ``gt``, both ``(B, 3, H, W)`` in [0, 1].
 

@@ -18,34 +18,65 @@ from torch.utils.data import DataLoader
 from lte.data.datasets import (
     FixedPatchDataset,
     RandomScaleDataset,
+    bool_option,
     check_sampling,
     fixed_scale_specs,
+    int_option,
     mixed_scale_specs,
+    real_option,
 )
 from lte.data.layouts import format_scale, list_images
-from lte.data.store import ImageStore
+from lte.data.store import ImageStore, check_cache
 from lte.errors import UserError
 
-#: The checkout that holds ``src/lte``: relative data paths fall back to it (``data/sample``).
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+def checkout_root() -> Path | None:
+    """The lte source checkout this package runs from, or None for an installed copy.
+
+    ``data=sample`` names ``data/sample`` of the repository. With an editable install or
+    ``PYTHONPATH=src`` the package sits at ``<checkout>/src/lte``, so the bundled photos are found
+    from any working directory; a wheel installed into site-packages has no checkout beside it.
+    """
+    root = Path(__file__).resolve().parents[3]
+    src = Path(__file__).resolve().parents[2]
+    if src.name == "src" and (root / "pyproject.toml").is_file():
+        return root
+    return None
 
 
 def resolve_dir(path: str | os.PathLike[str], option: str) -> Path:
-    """A data folder from the config: as given (relative to the cwd), else under the project root.
+    """A data folder from the config: as given (relative to the cwd), else under the checkout.
 
-    The fallback lets ``data=sample`` find the bundled photos from any working directory.
+    The fallback lets ``data=sample`` find the bundled photos from any working directory when lte
+    runs from its source checkout. Otherwise the path is returned as given, and a missing folder is
+    reported by :func:`lte.data.layouts.list_images` with :func:`download_hint`.
     """
     if path is None or str(path) in ("", "???"):
         raise UserError(f"{option} is not set: pass {option}=/path/to/images")
+    if not isinstance(path, str | os.PathLike):
+        raise UserError(f"{option}={path!r} must be a folder path")
     p = Path(os.path.expanduser(str(path)))
-    if not p.is_absolute() and not p.exists() and (PROJECT_ROOT / p).exists():
-        return PROJECT_ROOT / p
+    root = checkout_root()
+    if not p.is_absolute() and not p.exists() and root is not None and (root / p).exists():
+        return root / p
     return p
 
 
-def download_hint(path: Path) -> str:
+def download_hint(path: Path, option: str = "data.train_dir") -> str:
     """How to get the data for a folder, going by its name."""
     text = str(path)
+    if not path.is_absolute() and path.parts[:2] == ("data", "sample"):
+        root = checkout_root()
+        if root is None:
+            return (
+                f"data=sample reads data/sample of an lte checkout, and this lte is installed at "
+                f"{Path(__file__).resolve().parents[1]} (no checkout): run from the checkout's "
+                f"folder, or set {option} to the photos' folder"
+            )
+        return (
+            f"data=sample reads data/sample from the current folder or the lte checkout {root}, "
+            f"and neither has it: set {option} to the photos' folder"
+        )
     if "DIV2K" in text:
         return "run scripts/download_div2k.sh (see docs/data.md)"
     if any(name in text for name in ("Set5", "Set14", "B100", "Urban100", "benchmark")):
@@ -100,31 +131,40 @@ class SRDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        # Every option is checked here, once, so a typo fails before any folder is scanned or
+        # any model is built, with the option's name in a one-line message.
         check_sampling(inp_size, scale_min, scale_max, sample_q, repeat)
-        if batch_size < 1:
-            raise UserError(f"data.batch_size={batch_size} must be at least 1")
-        if val_patches < 1:
-            raise UserError(f"data.val_patches={val_patches} must be at least 1")
-        if any(float(s) < 1 for s in val_scales):
-            raise UserError(f"data.val_scales={list(val_scales)}: every scale must be >= 1")
+        check_cache(cache, cache_dir)
+        if isinstance(val_scales, str) or not isinstance(val_scales, Sequence):
+            raise UserError(
+                f"data.val_scales={val_scales!r} must be a list of scales, e.g. [2,3,4]"
+            )
+        try:
+            scales = [real_option("val_scales", s, 1) for s in val_scales]
+        except UserError:
+            raise UserError(
+                f"data.val_scales={list(val_scales)!r}: every scale must be a finite number >= 1"
+            ) from None
         self.train_dir = train_dir
         self.val_dir = val_dir
         self.inp_size = int(inp_size)
         self.scale_min = float(scale_min)
         self.scale_max = float(scale_max)
         self.sample_q = int(sample_q)
-        self.augment = bool(augment)
-        self.batch_size = int(batch_size)
+        self.augment = bool_option("augment", augment)
+        self.batch_size = int_option("batch_size", batch_size, 1, " (the global batch)")
         self.repeat = int(repeat)
-        self.num_workers = int(num_workers)
-        self.pin_memory = bool(pin_memory)
-        self.persistent_workers = bool(persistent_workers)
+        self.num_workers = int_option(
+            "num_workers", num_workers, 0, " (0 loads batches in the main process)"
+        )
+        self.pin_memory = bool_option("pin_memory", pin_memory)
+        self.persistent_workers = bool_option("persistent_workers", persistent_workers)
         self.cache = cache
         self.cache_dir = cache_dir
-        self.val_scales = [float(s) for s in val_scales]
-        self.val_inp_size = int(val_inp_size)
-        self.val_patches = int(val_patches)
-        self.seed = int(seed)
+        self.val_scales = scales
+        self.val_inp_size = int_option("val_inp_size", val_inp_size, 1, " (LR patch side)")
+        self.val_patches = int_option("val_patches", val_patches, 1)
+        self.seed = int_option("seed", seed, 0)
         self.train_set: RandomScaleDataset | None = None
         self.val_sets: list[FixedPatchDataset] | None = None
 
@@ -149,7 +189,10 @@ class SRDataModule(L.LightningDataModule):
 
     def _store(self, folder: str | os.PathLike[str], option: str, min_size: int) -> ImageStore:
         path = resolve_dir(folder, option)
-        files = list_images(path, hint=f"set {option} to an image folder, or {download_hint(path)}")
+        hint = download_hint(path, option)
+        if not hint.startswith("data=sample"):
+            hint = f"set {option} to an image folder, or {hint}"
+        files = list_images(path, hint=hint)
         return ImageStore(
             files,
             min_size=min_size,

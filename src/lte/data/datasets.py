@@ -7,6 +7,8 @@ sorted file list alone, so every epoch and every DDP rank sees the very same pat
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -65,24 +67,52 @@ class RandomScaleDataset(Dataset):
         )
 
 
+def int_option(name: str, value: object, minimum: int, fix: str = "") -> int:
+    """``value`` as an int ``>= minimum``, or a one-line UserError naming ``data.<name>``.
+
+    Config values arrive from YAML and command-line overrides, so a typo such as
+    ``data.batch_size=abc`` or ``data.num_workers=-1`` must be caught here, by name, rather than
+    surface as a TypeError or a DataLoader error deep inside Lightning.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise UserError(f"data.{name}={value!r} must be a whole number >= {minimum}{fix}")
+    return int(value)
+
+
+def real_option(name: str, value: object, minimum: float) -> float:
+    """``value`` as a finite float ``>= minimum``, or a one-line UserError naming ``data.<name>``."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not ok or not math.isfinite(float(value)) or float(value) < minimum:  # type: ignore[arg-type]
+        raise UserError(f"data.{name}={value!r} must be a finite number >= {minimum:g}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def bool_option(name: str, value: object) -> bool:
+    """``value`` if it is a bool, else a one-line UserError (``"no"`` would otherwise be truthy)."""
+    if not isinstance(value, bool):
+        raise UserError(f"data.{name}={value!r} must be true or false")
+    return value
+
+
 def check_sampling(
     inp_size: int, scale_min: float, scale_max: float, sample_q: int, repeat: int = 1
 ) -> None:
     """Reject sampler settings that cannot work, naming the option."""
-    if inp_size < 1:
-        raise UserError(f"data.inp_size={inp_size} must be a positive number of pixels")
-    if not 1 <= scale_min <= scale_max:
+    inp_size = int_option("inp_size", inp_size, 1, " (LR patch side in pixels)")
+    scale_min = real_option("scale_min", scale_min, 1)
+    scale_max = real_option("scale_max", scale_max, 1)
+    if scale_min > scale_max:
         raise UserError(
-            f"data.scale_min={scale_min}, data.scale_max={scale_max}: need 1 <= scale_min <= scale_max"
+            f"data.scale_min={scale_min:g}, data.scale_max={scale_max:g}: need 1 <= scale_min <= scale_max"
         )
     smallest = round(inp_size * scale_min) ** 2
-    if not 1 <= sample_q <= smallest:
+    sample_q = int_option("sample_q", sample_q, 1)
+    if sample_q > smallest:
         raise UserError(
             f"data.sample_q={sample_q} must be between 1 and {smallest}, the pixels of the smallest "
             f"HR crop (round(inp_size*scale_min)^2)"
         )
-    if repeat < 1:
-        raise UserError(f"data.repeat={repeat} must be at least 1")
+    int_option("repeat", repeat, 1)
 
 
 @dataclass(frozen=True)

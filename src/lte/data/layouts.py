@@ -1,18 +1,14 @@
-"""Where each data set's images live on disk, and how LR files are matched to their HR originals.
+"""Which files in a folder are images, and how LR files are matched to their HR originals.
 
 Training, evaluation and the LR-making script all need the same answers to "which files are the
 images here" and "which LR file belongs to this HR file", so they are answered once, here. LR files
 are matched to HR files by *name*, never by sorted position: a single missing or extra file would
 otherwise shift every later pair silently and ruin every PSNR after it.
 
-Layouts (``root`` is ``${LTE_DATA:-./load}`` unless you say otherwise):
-
-- DIV2K: ``root/DIV2K_train_HR``, ``root/DIV2K_valid_HR``,
-  ``root/DIV2K_valid_LR_bicubic/X{s}/<stem>x{s}.png`` (``scripts/download_div2k.sh``).
-- Benchmarks: ``root/benchmark/{Set5,Set14,B100,Urban100}/HR`` and
-  ``.../LR_bicubic/X{s}/<stem>x{s}.png`` (``scripts/download_benchmarks.sh``).
-- Any plain folder of images (``list_images``); LR folders made by ``scripts/make_lr.py`` follow
-  the benchmark naming.
+Where the data sets themselves live is configuration, not code: the training presets build their
+folders from ``paths.data_dir`` (``conf/paths/default.yaml``: ``$LTE_DATA``, else ``load``), and
+the test-set presets are :mod:`lte.testsets`'s business. LR names follow the DIV2K/benchmark
+convention ``<stem>x{s}.png``, which ``scripts/make_lr.py`` writes too.
 """
 
 from __future__ import annotations
@@ -22,29 +18,10 @@ from pathlib import Path
 
 from lte.data.images import IMAGE_SUFFIXES
 from lte.errors import UserError
-
-#: Benchmark sets in the layout of the EDSR/LIIF ``benchmark.tar`` bundle.
-BENCHMARKS = ("Set5", "Set14", "B100", "Urban100")
-
-#: Environment variable naming the data root; ``./load`` (as in the LIIF/LTE code) if unset.
-DATA_ENV = "LTE_DATA"
+from lte.results import format_scale  # the project's one scale formatter, used here too
 
 _HINT_DIV2K = "run scripts/download_div2k.sh (see docs/data.md)"
-_HINT_BENCH = "run scripts/download_benchmarks.sh (see docs/data.md)"
 _HINT_FOLDER = "check the path, or see docs/data.md for how to get the data"
-
-
-def data_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """The data root: ``root`` if given, else ``$LTE_DATA``, else ``./load``."""
-    if root is not None:
-        return Path(root)
-    return Path(os.environ.get(DATA_ENV) or "load")
-
-
-def format_scale(scale: float) -> str:
-    """A scale as it appears in folder and file names: ``2`` for 2.0, ``2.5`` for 2.5."""
-    s = float(scale)
-    return str(int(s)) if s.is_integer() else f"{s:g}"
 
 
 def is_image(path: Path) -> bool:
@@ -136,50 +113,3 @@ def require_pairs(
             f"in '{lr_dir}': {shown}{more}; LR names must be <stem>x{format_scale(scale)}.png"
         )
     return pairs
-
-
-# --- DIV2K ------------------------------------------------------------------------------------
-
-
-def div2k_hr_dir(root: str | os.PathLike[str] | None = None, split: str = "train") -> Path:
-    """``root/DIV2K_train_HR`` or ``root/DIV2K_valid_HR``; ``split`` is ``train`` or ``valid``."""
-    if split not in ("train", "valid"):
-        raise UserError(f"DIV2K split '{split}' is unknown: use 'train' or 'valid'")
-    return data_root(root) / f"DIV2K_{split}_HR"
-
-
-def div2k_lr_dir(root: str | os.PathLike[str] | None, scale: float, split: str = "valid") -> Path:
-    """``root/DIV2K_{split}_LR_bicubic/X{s}``: the MATLAB-bicubic LR images shipped with DIV2K."""
-    if split not in ("train", "valid"):
-        raise UserError(f"DIV2K split '{split}' is unknown: use 'train' or 'valid'")
-    return data_root(root) / f"DIV2K_{split}_LR_bicubic" / f"X{format_scale(scale)}"
-
-
-def div2k_images(root: str | os.PathLike[str] | None = None, split: str = "train") -> list[Path]:
-    """The DIV2K HR images of a split (800 train, 100 valid), with a download hint if missing."""
-    return list_images(div2k_hr_dir(root, split), hint=_HINT_DIV2K)
-
-
-# --- Benchmarks (Set5, Set14, B100, Urban100) -----------------------------------------------------
-
-
-def benchmark_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """``root/benchmark``: where ``scripts/download_benchmarks.sh`` unpacks the bundle."""
-    return data_root(root) / "benchmark"
-
-
-def benchmark_hr_dir(name: str, root: str | os.PathLike[str] | None = None) -> Path:
-    """``<benchmark root>/<name>/HR``. ``root`` is the folder holding ``Set5`` etc."""
-    base = Path(root) if root is not None else benchmark_root()
-    return base / name / "HR"
-
-
-def benchmark_lr_dir(name: str, scale: float, root: str | os.PathLike[str] | None = None) -> Path:
-    """``<benchmark root>/<name>/LR_bicubic/X{s}``."""
-    base = Path(root) if root is not None else benchmark_root()
-    return base / name / "LR_bicubic" / f"X{format_scale(scale)}"
-
-
-def benchmark_images(name: str, root: str | os.PathLike[str] | None = None) -> list[Path]:
-    """The HR images of one benchmark set, with a download hint if missing."""
-    return list_images(benchmark_hr_dir(name, root), hint=_HINT_BENCH)

@@ -25,13 +25,22 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from lte.atomic import atomic_path
-from lte.data.images import load_rgb
+from lte.data.images import image_size, load_rgb
 from lte.errors import UserError
 
 CACHE_MODES = ("none", "memory", "disk")
+
+
+def check_cache(cache: object, cache_dir: object) -> None:
+    """Reject an unknown ``data.cache`` mode, or ``disk`` without a usable ``data.cache_dir``."""
+    if not isinstance(cache, str) or cache not in CACHE_MODES:
+        raise UserError(f"data.cache '{cache}' is unknown: use one of {', '.join(CACHE_MODES)}")
+    if cache_dir is not None and not isinstance(cache_dir, str | os.PathLike):
+        raise UserError(f"data.cache_dir={cache_dir!r} must be a folder path")
+    if cache == "disk" and not cache_dir:
+        raise UserError("data.cache=disk needs data.cache_dir: set it to a writable folder")
 
 
 def _threads() -> int:
@@ -48,19 +57,13 @@ def _map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
 
 
 def read_size(path: Path) -> tuple[int, int]:
-    """``(H, W)`` from the file header, without decoding.
+    """``(H, W)`` from the file header, without decoding, as :func:`load_rgb` will return it (EXIF
+    orientation applied) and under the same pixel limit (``LTE_MAX_IMAGE_PIXELS``).
 
     Raises:
-        UserError: the file is not an image PIL can read (names the file).
+        UserError: the file is not an image PIL can read, or too large (names the file).
     """
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-    except UnidentifiedImageError:
-        raise UserError(f"'{path}' is not an image PIL can read: remove or replace it") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise UserError(f"cannot read image '{path}': {err}: remove or replace it") from None
-    return h, w
+    return image_size(path)
 
 
 def cache_key(path: Path) -> str:
@@ -109,10 +112,7 @@ class ImageStore:
         cache_dir: str | os.PathLike[str] | None = None,
         what: str = "images",
     ) -> None:
-        if cache not in CACHE_MODES:
-            raise UserError(f"data.cache '{cache}' is unknown: use one of {', '.join(CACHE_MODES)}")
-        if cache == "disk" and not cache_dir:
-            raise UserError("data.cache=disk needs data.cache_dir: set it to a writable folder")
+        check_cache(cache, cache_dir)
         self.cache = cache
         files = [Path(f) for f in files]
         sizes = _map(read_size, files)

@@ -4,6 +4,7 @@ from lte.models.build import build_model, instantiate_model, model_config
 from lte.models.decoders import LIIFDecoder, LTEDecoder, MetaSRDecoder
 from lte.models.edsr import EDSR
 from lte.models.rdn import RDN
+from lte.models.spec import ModelSpec
 from lte.models.sr import SRModel
 from lte.models.swinir import SwinIR
 
@@ -13,6 +14,7 @@ __all__ = [
     "LIIFDecoder",
     "LTEDecoder",
     "MetaSRDecoder",
+    "ModelSpec",
     "SRModel",
     "SwinIR",
     "build_model",

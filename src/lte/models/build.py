@@ -1,6 +1,8 @@
-"""Build models from the Hydra config groups in ``conf/`` outside a Hydra app (scripts, tests, loaders).
+"""Build models from the Hydra config groups in ``conf/`` outside a Hydra app (scripts, tests).
 
-The same YAML files drive training, so a model built here is the model a run trains.
+The same YAML files drive training, so a model built here is the model a run trains. These are the
+user's own configs: ``_target_`` is instantiated. A checkpoint never comes through here; files are
+read as data by :mod:`lte.checkpoint` through :class:`lte.models.spec.ModelSpec`.
 """
 
 from __future__ import annotations

@@ -45,7 +45,12 @@ class EDSR(nn.Module):
     #: The allow-listed name of this family in model descriptions (see ``SRModel.describe``).
     kind = "edsr"
 
-    pad_multiple = 0
+    # The encoder contract (lte.models.encoder.Encoder), declared explicitly.
+    out_channels: int
+    #: Any input size works as is.
+    pad_multiple: int = 0
+    #: LR pixels each side one output feature depends on (set from the depth in ``__init__``).
+    receptive_radius: int | None
 
     def __init__(
         self, n_resblocks: int = 16, n_feats: int = 64, res_scale: float = 1.0, in_channels: int = 3
@@ -58,8 +63,8 @@ class EDSR(nn.Module):
             "res_scale": float(res_scale),
             "in_channels": int(in_channels),
         }
-        self.out_channels = n_feats
-        self.receptive_radius = 2 * n_resblocks + 2
+        self.out_channels = int(n_feats)
+        self.receptive_radius = int(2 * n_resblocks + 2)
         self.head = nn.Sequential(conv3x3(in_channels, n_feats))
         blocks: list[nn.Module] = [ResBlock(n_feats, res_scale) for _ in range(n_resblocks)]
         blocks.append(conv3x3(n_feats, n_feats))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -29,5 +31,25 @@ class MLP(nn.Module):
         layers.append(nn.Linear(last, out_dim))
         self.layers = nn.Sequential(*layers)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.layers(x)
+    def forward(self, x: Tensor, *, dtype: torch.dtype | None = None) -> Tensor:
+        """The MLP over ``x``; with ``dtype`` its matmuls run in that type and the output is float32."""
+        return run_layers(self.layers, x, dtype)
+
+
+def run_layers(layers: Iterable[nn.Module], x: Tensor, dtype: torch.dtype | None) -> Tensor:
+    """Apply Linear/ReLU ``layers`` to ``x``, differentiably; in ``dtype`` when it differs from ``x``'s.
+
+    The low-precision form casts the input and each layer's weights to ``dtype`` and returns
+    float32, which is what the decoders' fast kernels do, so both kernels mean the same by ``dtype``.
+    """
+    if dtype is None or dtype == x.dtype:
+        for m in layers:
+            x = m(x)
+        return x
+    x = x.to(dtype)
+    for m in layers:
+        if isinstance(m, nn.Linear):
+            x = F.linear(x, m.weight.to(dtype), None if m.bias is None else m.bias.to(dtype))
+        else:
+            x = m(x)
+    return x.float()

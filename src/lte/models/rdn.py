@@ -54,7 +54,12 @@ class RDN(nn.Module):
     #: The allow-listed name of this family in model descriptions (see ``SRModel.describe``).
     kind = "rdn"
 
-    pad_multiple = 0
+    # The encoder contract (lte.models.encoder.Encoder), declared explicitly.
+    out_channels: int
+    #: Any input size works as is.
+    pad_multiple: int = 0
+    #: LR pixels each side one output feature depends on (set from the depth in ``__init__``).
+    receptive_radius: int | None
 
     def __init__(
         self,
@@ -75,8 +80,8 @@ class RDN(nn.Module):
             "kernel": int(kernel),
             "in_channels": int(in_channels),
         }
-        self.out_channels = g0
-        self.receptive_radius = (kernel // 2) * (3 + n_blocks * n_layers)
+        self.out_channels = int(g0)
+        self.receptive_radius = int((kernel // 2) * (3 + n_blocks * n_layers))
         self.SFENet1 = nn.Conv2d(in_channels, g0, kernel, padding=kernel // 2)
         self.SFENet2 = nn.Conv2d(g0, g0, kernel, padding=kernel // 2)
         self.RDBs = nn.ModuleList([RDB(g0, growth, n_layers, kernel) for _ in range(n_blocks)])

@@ -1,29 +1,35 @@
-"""The arbitrary-scale SR network: an encoder on the LR grid plus an implicit decoder queried anywhere."""
+"""The arbitrary-scale SR network: an encoder on the LR grid plus an implicit decoder queried anywhere.
+
+``SRModel`` is the only way into a network: inference, evaluation and training call ``encode``,
+``query`` and the properties below, never ``.encoder`` / ``.decoder`` directly.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
-from lte.models.decoders import State
+from lte import geometry
+from lte.models.decoders import Decoder, DecoderState, Kernel
+from lte.models.encoder import check_encoder
 
 
 class SRModel(nn.Module):
     """Encoder + implicit decoder, with the stateless ``encode`` / ``query`` split.
 
     Args:
-        encoder: a feature extractor exposing ``out_channels`` (and ``pad_multiple``, 0 when any
-            input size works as is).
-        decoder: a callable that builds the decoder from the encoder's width, i.e. a Hydra
-            ``_partial_`` of :class:`~lte.models.decoders.LTEDecoder` (or LIIF / Meta-SR); an already
-            built decoder module is accepted too.
+        encoder: a feature extractor following :class:`lte.models.encoder.Encoder` (declares
+            ``out_channels``, ``pad_multiple``, ``receptive_radius``); checked here.
+        decoder: a :class:`~lte.models.decoders.Decoder`, or a callable that builds one from the
+            encoder's width (a Hydra ``_partial_`` of ``LTEDecoder`` / ``LIIFDecoder`` / ...).
         scale_max: the largest training scale. Inference beyond it enlarges the cell by
             ``max(s / scale_max, 1)`` (SPEC), so the value belongs to the model and is saved with it.
 
-    ``encode(lr)`` returns everything a query needs as a dict of tensors, so callers can chunk or tile
-    queries freely; nothing is stored on the module between calls.
+    ``encode`` returns everything a query needs as a :class:`DecoderState`, so callers can chunk or
+    tile queries freely; nothing is stored on the module between calls.
     """
 
     def __init__(
@@ -33,10 +39,18 @@ class SRModel(nn.Module):
         scale_max: float = 4.0,
     ) -> None:
         super().__init__()
+        check_encoder(encoder)
         self.encoder = encoder
         self.decoder = (
             decoder if isinstance(decoder, nn.Module) else decoder(in_channels=encoder.out_channels)
         )
+        if not isinstance(self.decoder, Decoder):
+            raise TypeError(
+                f"decoder {type(self.decoder).__name__} is not an lte.models.decoders.Decoder: "
+                "subclass it and write prepare() and exact()"
+            )
+        if not float(scale_max) > 0:
+            raise ValueError(f"scale_max must be positive, got {scale_max}")
         self.scale_max = float(scale_max)
 
     def describe(self) -> dict[str, Any]:
@@ -50,18 +64,101 @@ class SRModel(nn.Module):
             "scale_max": self.scale_max,
         }
 
+    # --- what inference needs to know --------------------------------------------------------
+
     @property
     def pad_multiple(self) -> int:
         """Input sides must be a multiple of this for the test protocol's padding (SwinIR: 8), else 0."""
-        return int(getattr(self.encoder, "pad_multiple", 0))
+        return self.encoder.pad_multiple
 
-    def encode(self, lr: Tensor) -> State:
-        """Features of a normalised ``(B, 3, h, w)`` LR batch, prepared for :meth:`query`."""
-        return self.decoder.prepare(self.encoder(lr), lr)
+    @property
+    def receptive_radius(self) -> int | None:
+        """LR pixels of context one output pixel depends on: the encoder's radius plus the decoder's
+        reach; ``None`` when the encoder is global (SwinIR), so no finite tile margin is exact."""
+        radius = self.encoder.receptive_radius
+        return None if radius is None else radius + self.decoder.reach
 
-    def query(self, state: State, coord: Tensor, cell: Tensor) -> Tensor:
-        """RGB (normalised) at ``(B, Q, 2)`` coordinates with ``(B, Q, 2)`` cells: ``(B, Q, 3)``."""
-        return self.decoder.query(state, coord, cell)
+    @property
+    def inference_kernel(self) -> Kernel:
+        """The kernel inference uses by default: the decoder's fast kernel when it has one."""
+        return self.decoder.inference_kernel
+
+    def bytes_per_code(self) -> int:
+        """Rough peak bytes per LR pixel of encoding one tile and building its code table.
+
+        Encoder: a few live maps of its widest layer (RDN's fusion input is 1024 wide). Decoder: its
+        prepared table and the convolution output it is copied from, at least ``9 × out_channels``.
+        An estimate, used only to size tiles; it errs on the large side.
+        """
+        widths = [
+            max(m.in_channels, m.out_channels)
+            for m in self.encoder.modules()
+            if isinstance(m, nn.Conv2d)
+        ]
+        widths += [m.out_features for m in self.encoder.modules() if isinstance(m, nn.Linear)]
+        encoder = 4 * max(widths, default=64)
+        table = 2 * sum(m.out_channels for m in self.decoder.modules() if isinstance(m, nn.Conv2d))
+        table = max(table, 9 * self.encoder.out_channels)
+        return 4 * (encoder + table)
+
+    def enlarge_cell(self, cell: Tensor, scale: float | tuple[float, float]) -> Tensor:
+        """``cell`` enlarged per axis by ``max(s / scale_max, 1)`` for a resize by ``scale`` (y, x)."""
+        sy, sx = (scale, scale) if isinstance(scale, int | float) else scale
+        return geometry.enlarge_cell(cell, (float(sy), float(sx)), self.scale_max)
+
+    # --- encode / query ------------------------------------------------------------------------
+
+    def encode(
+        self, lr: Tensor, *, full_lr: Tensor | None = None, origin: tuple[int, int] = (0, 0)
+    ) -> DecoderState:
+        """Encode a normalised ``(B, 3, h, w)`` float32 image, or one tile of a larger image.
+
+        For a tile, ``lr`` is the crop, ``full_lr`` the whole image and ``origin`` the crop's
+        top-left (row, col) in it: queries then use the whole image's geometry.
+        """
+        if lr.dtype != torch.float32:
+            raise ValueError(
+                f"SRModel computes in float32, the image is {lr.dtype} (float64 is not supported): "
+                "convert it with .float(); use dtype= for a bfloat16/float16 decoder MLP"
+            )
+        oy, ox = int(origin[0]), int(origin[1])
+        if full_lr is None:
+            if (oy, ox) != (0, 0):
+                raise ValueError(
+                    f"encode: origin {origin} needs full_lr, the image the tile is from"
+                )
+            full_lr = lr
+        elif (
+            full_lr.shape[:2] != lr.shape[:2]
+            or full_lr.dtype != lr.dtype
+            or oy < 0
+            or ox < 0
+            or oy + lr.shape[-2] > full_lr.shape[-2]
+            or ox + lr.shape[-1] > full_lr.shape[-1]
+        ):
+            raise ValueError(
+                f"encode: a {tuple(lr.shape)} {lr.dtype} tile at {origin} does not lie in the "
+                f"{tuple(full_lr.shape)} {full_lr.dtype} full_lr"
+            )
+        return DecoderState(self.decoder.prepare(self.encoder(lr)), full_lr, (oy, ox))
+
+    def query(
+        self,
+        state: DecoderState,
+        coord: Tensor,
+        cell: Tensor,
+        *,
+        dtype: torch.dtype | None = None,
+        kernel: Kernel = "exact",
+    ) -> Tensor:
+        """RGB (normalised) at ``(B, Q, 2)`` coordinates with ``(B, Q or 1, 2)`` cells: ``(B, Q, 3)``.
+
+        ``kernel="exact"`` is the differentiable definition (training); ``"fast"`` the decoder's
+        inference kernel, if it has one (:attr:`inference_kernel`). ``dtype`` is the decoder MLP's
+        compute type (``torch.bfloat16`` / ``torch.float16``); both kernels honour it.
+        """
+        return self.decoder.query(state, coord, cell, dtype=dtype, kernel=kernel)
 
     def forward(self, lr: Tensor, coord: Tensor, cell: Tensor) -> Tensor:
+        """The differentiable definition end to end (training): ``query(encode(lr), coord, cell)``."""
         return self.query(self.encode(lr), coord, cell)

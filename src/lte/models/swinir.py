@@ -232,6 +232,13 @@ class SwinIR(nn.Module):
     #: The allow-listed name of this family in model descriptions (see ``SRModel.describe``).
     kind = "swinir"
 
+    # The encoder contract (lte.models.encoder.Encoder), declared explicitly.
+    out_channels: int
+    #: The test protocol mirror-pads inputs to a multiple of the window (set in ``__init__``).
+    pad_multiple: int
+    #: Shifted-window attention has no finite receptive field: ``None`` means global.
+    receptive_radius: int | None = None
+
     def __init__(
         self,
         embed_dim: int = 180,
@@ -258,12 +265,14 @@ class SwinIR(nn.Module):
             "out_channels": int(out_channels),
             "in_channels": int(in_channels),
         }
-        self.out_channels = out_channels
+        self.out_channels = int(out_channels)
         self.window_size = window_size
-        self.pad_multiple = window_size
+        self.pad_multiple = int(window_size)
+        self.receptive_radius = None
         self.conv_first = nn.Conv2d(in_channels, embed_dim, 3, padding=1)
         self.patch_embed = PatchEmbedNorm(embed_dim)
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        # Python floats, computed on the CPU even under a meta-device context (skeleton checks).
+        rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         self.layers = nn.ModuleList()
         start = 0
         for depth, heads in zip(depths, num_heads, strict=True):

@@ -22,7 +22,6 @@ from torchmetrics import MeanMetric
 from lte.checkpoint import checkpoint_metadata
 from lte.data.images import denormalize
 from lte.errors import UserError
-from lte.geometry import cell_enlargement
 from lte.inference import DEFAULT_CHUNK, batched_query
 from lte.metrics import psnr
 from lte.models.sr import SRModel
@@ -175,7 +174,7 @@ class SRLitModule(L.LightningModule):
 
     def predict_queries(self, inp: Tensor, coord: Tensor, cell: Tensor, scale: float) -> Tensor:
         """Normalised RGB at every query, chunked; cells enlarged beyond the model's ``scale_max``."""
-        cell = cell * cell_enlargement(scale, self.net.scale_max)
+        cell = self.net.enlarge_cell(cell, scale)
         state = self.net.encode(inp)
         return batched_query(self.net, state, coord, cell, self.val_chunk)
 
@@ -207,9 +206,7 @@ class SRLitModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Add what inference needs (``"lte"``), the run config and the W&B run id; all plain data."""
-        checkpoint["lte"] = checkpoint_metadata(
-            self.model_config, self.model_name, self.encoder_name, self.scale_max
-        )
+        checkpoint["lte"] = checkpoint_metadata(self.net)
         checkpoint["train_config"] = self.train_config
         if self.wandb_run_id:
             checkpoint["wandb_run_id"] = self.wandb_run_id

@@ -1,0 +1,53 @@
+"""``lte-compare`` / ``python -m lte.compare``: compare ``lte.test`` results files.
+
+    lte-compare results/*.json --out compare/ --published --baseline rdn-liif
+
+Parses the options and calls :func:`lte.compare.compare`; like that module it loads neither torch
+nor Hydra.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from lte.compare import compare
+from lte.errors import exit_on_user_error
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line's options (see ``lte-compare --help``)."""
+    parser = argparse.ArgumentParser(
+        prog="lte-compare",
+        description="Compare lte.test results files: markdown table, PSNR-vs-scale plot, W&B.",
+    )
+    parser.add_argument("results", nargs="*", help="results JSON files written by lte.test")
+    parser.add_argument("--out", required=True, help="folder for comparison.md/.png/.csv")
+    parser.add_argument("--baseline", help="method to show differences against, e.g. rdn-liif")
+    parser.add_argument(
+        "--published", action="store_true", help="add the paper's numbers as reference rows"
+    )
+    parser.add_argument("--wandb", action="store_true", help="log table and plot to W&B")
+    parser.add_argument("--wandb-project", default="lte", help="W&B project (default: lte)")
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> None:
+    """Write the comparison, print the markdown table and where each file went."""
+    args = parse_args(argv)
+    paths = compare(
+        args.results,
+        args.out,
+        baseline=args.baseline,
+        published=args.published,
+        use_wandb=args.wandb,
+        wandb_project=args.wandb_project,
+    )
+    print(paths["markdown"].read_text())
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+
+
+if __name__ == "__main__":
+    main()

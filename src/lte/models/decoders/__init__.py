@@ -1,0 +1,24 @@
+"""Implicit decoders: LTE, LIIF and Meta-SR, one family per module, behind one contract (:mod:`.base`).
+
+``SRModel.encode`` builds a :class:`DecoderState`; ``SRModel.query`` answers coordinates from it with
+the decoder's differentiable definition (``kernel="exact"``) or, for inference, its fast kernel
+(``kernel="fast"``). See docs/architecture.md.
+"""
+
+from lte.models.decoders.base import KERNELS, MLP_DTYPES, Decoder, DecoderState, Kernel
+from lte.models.decoders.ensemble import BLOCK
+from lte.models.decoders.liif import LIIFDecoder
+from lte.models.decoders.lte import LTEDecoder
+from lte.models.decoders.metasr import MetaSRDecoder
+
+__all__ = [
+    "BLOCK",
+    "KERNELS",
+    "MLP_DTYPES",
+    "Decoder",
+    "DecoderState",
+    "Kernel",
+    "LIIFDecoder",
+    "LTEDecoder",
+    "MetaSRDecoder",
+]

@@ -1,0 +1,174 @@
+"""The decoder contract: a typed per-image state, one differentiable definition, an optional fast kernel.
+
+A decoder turns encoder features into a *code table* once per image (:meth:`Decoder.prepare`) and
+then answers queries from a :class:`DecoderState` (:meth:`Decoder.query`). Its math is written once,
+in :meth:`Decoder.exact`, with plain differentiable tensor operations: that is what training
+differentiates and what every test compares against. A family may add :meth:`Decoder.fast`, an
+inference kernel that must compute the same function (tests hold it to the literal reading of SPEC);
+the caller picks it explicitly with ``kernel="fast"``, never global state such as grad mode. A
+decoder with no fast kernel works everywhere (training, tiled ``predict``, evaluation) through
+``exact``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+#: Which implementation answers a query: the differentiable definition or a decoder's fast kernel.
+Kernel = Literal["exact", "fast"]
+KERNELS: tuple[str, ...] = ("exact", "fast")
+
+#: Types the decoder MLP may compute in (``dtype=``); geometry and outputs stay float32.
+MLP_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.bfloat16, torch.float16)
+
+
+@dataclass(frozen=True, eq=False)
+class DecoderState:
+    """What a query needs of one encoded image (or one tile of it).
+
+    Attributes:
+        table: ``(B, h_t, w_t, D)`` channel-last code table from :meth:`Decoder.prepare`.
+        lr: ``(B, 3, h, w)`` the *whole* normalised LR image: it fixes the global code grid (and LTE's
+            bilinear residual), also when ``table`` was built from a tile.
+        origin: ``(row, col)`` of the tile's top-left LR pixel in ``lr``; ``(0, 0)`` untiled. Lookups
+            use the whole image's geometry and subtract it, so a tile answers exactly as the whole
+            image would.
+    """
+
+    table: Tensor
+    lr: Tensor
+    origin: tuple[int, int] = (0, 0)
+
+    def __post_init__(self) -> None:
+        if self.table.dim() != 4 or self.lr.dim() != 4:
+            raise ValueError(
+                f"DecoderState wants a (B, h, w, D) table and a (B, 3, h, w) image, got "
+                f"{tuple(self.table.shape)} and {tuple(self.lr.shape)}"
+            )
+        if self.table.shape[0] != self.lr.shape[0]:
+            raise ValueError(
+                f"DecoderState: table batch {self.table.shape[0]} != image batch {self.lr.shape[0]}"
+            )
+        oy, ox = self.origin
+        object.__setattr__(self, "origin", (int(oy), int(ox)))
+
+    @property
+    def lr_hw(self) -> tuple[int, int]:
+        """``(h, w)`` of the whole LR grid."""
+        return int(self.lr.shape[-2]), int(self.lr.shape[-1])
+
+
+def mlp_dtype_of(dtype: torch.dtype | None) -> torch.dtype:
+    """The MLP's compute type for a ``dtype=`` argument (``None``: float32); others are refused."""
+    if dtype is None:
+        return torch.float32
+    if dtype not in MLP_DTYPES:
+        raise ValueError(
+            f"dtype={dtype} is not supported: the decoder MLP runs in torch.float32 (None), "
+            "torch.bfloat16 or torch.float16"
+        )
+    return dtype
+
+
+def check_query(state: DecoderState, coord: Tensor, cell: Tensor) -> None:
+    """Shapes and dtypes of a query: ``coord`` ``(B, Q, 2)``, ``cell`` ``(B, Q or 1, 2)``, float32."""
+    if coord.dim() != 3 or coord.shape[-1] != 2:
+        raise ValueError(f"coord must be (B, Q, 2), got {tuple(coord.shape)}")
+    if cell.dim() != 3 or cell.shape[-1] != 2 or cell.shape[1] not in (1, coord.shape[1]):
+        raise ValueError(
+            f"cell must be (B, Q, 2) or (B, 1, 2) for coord {tuple(coord.shape)}, got {tuple(cell.shape)}"
+        )
+    if not coord.shape[0] == cell.shape[0] == state.table.shape[0]:
+        raise ValueError(
+            f"batch sizes differ: coord {coord.shape[0]}, cell {cell.shape[0]}, "
+            f"state {state.table.shape[0]}"
+        )
+    for name, t in (("coord", coord), ("cell", cell), ("state.table", state.table)):
+        if t.dtype != torch.float32:
+            raise ValueError(
+                f"{name} is {t.dtype}: lte decoders compute in float32 (float64 is not supported); "
+                "convert with .float(), and use dtype= for a bfloat16/float16 MLP"
+            )
+
+
+class Decoder(nn.Module):
+    """Base of every implicit decoder: subclasses write :meth:`prepare` and :meth:`exact`.
+
+    Class attributes a family declares:
+        kind: its allow-listed name in model descriptions (``SRModel.describe``).
+        reach: codes it reads beyond a query's own code, for tile margins (a 3×3 conv or unfold: 1;
+            the local ensemble's neighbour: 1; Meta-SR's corner shift: 1). 3 covers all of these;
+            a decoder reading further must raise it.
+
+    Instances keep ``config``: their constructor arguments but ``in_channels``.
+    """
+
+    kind: ClassVar[str]
+    reach: ClassVar[int] = 3
+    config: dict[str, Any]
+
+    def prepare(self, feat: Tensor) -> Tensor:
+        """The ``(B, h_t, w_t, D)`` code table of encoder features ``(B, C, h_t, w_t)``."""
+        raise NotImplementedError
+
+    def exact(
+        self, state: DecoderState, coord: Tensor, cell: Tensor, mlp_dtype: torch.dtype
+    ) -> Tensor:
+        """The decoder's definition: ``(B, Q, 3)`` RGB, differentiable, the MLP in ``mlp_dtype``."""
+        raise NotImplementedError
+
+    def fast(
+        self, state: DecoderState, coord: Tensor, cell: Tensor, mlp_dtype: torch.dtype
+    ) -> Tensor:
+        """Optional inference kernel computing :meth:`exact`'s function (run under ``no_grad``)."""
+        raise NotImplementedError
+
+    @property
+    def has_fast_kernel(self) -> bool:
+        """Whether the family overrides :meth:`fast`."""
+        return type(self).fast is not Decoder.fast
+
+    @property
+    def inference_kernel(self) -> Kernel:
+        """The kernel inference uses by default: ``"fast"`` when the family has one, else ``"exact"``."""
+        return "fast" if self.has_fast_kernel else "exact"
+
+    def query(
+        self,
+        state: DecoderState,
+        coord: Tensor,
+        cell: Tensor,
+        *,
+        dtype: torch.dtype | None = None,
+        kernel: Kernel = "exact",
+    ) -> Tensor:
+        """RGB (normalised) at ``(B, Q, 2)`` coordinates: ``(B, Q, 3)`` float32.
+
+        Args:
+            state: from ``SRModel.encode``.
+            coord: ``(B, Q, 2)`` (y, x) in [-1, 1] on the whole LR image's grid.
+            cell: ``(B, Q, 2)``, or ``(B, 1, 2)`` when every query shares it (cell-only terms are
+                then computed once).
+            dtype: the MLP's compute type (``None`` = float32, ``torch.bfloat16``, ``torch.float16``).
+            kernel: ``"exact"`` (the differentiable definition) or ``"fast"`` (inference only; a
+                ``ValueError`` if the family has none or the state carries gradients).
+        """
+        check_query(state, coord, cell)
+        mlp_dtype = mlp_dtype_of(dtype)
+        if kernel == "exact":
+            return self.exact(state, coord, cell, mlp_dtype)
+        if kernel != "fast":
+            raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
+        if not self.has_fast_kernel:
+            raise ValueError(f"{type(self).__name__} has no fast kernel: use kernel='exact'")
+        if state.table.requires_grad:
+            raise ValueError(
+                "kernel='fast' gives no gradients: encode under torch.no_grad()/inference_mode, "
+                "or train with kernel='exact'"
+            )
+        with torch.no_grad():
+            return self.fast(state, coord, cell, mlp_dtype)

@@ -1,0 +1,108 @@
+"""LTE: the Local Texture Estimator decoder (Lee & Jin, CVPR 2022), SPEC.md "LTE decoder"."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lte import geometry
+from lte.models.decoders.base import Decoder, DecoderState
+from lte.models.decoders.ensemble import (
+    block_rows,
+    blocked_ensemble,
+    ensemble_sum,
+    gather_rows,
+    linears,
+    neighbours,
+    rel_cell,
+)
+from lte.models.mlp import MLP
+
+
+class LTEDecoder(Decoder):
+    """Local Texture Estimator with local ensemble and a bilinear residual.
+
+    Args:
+        in_channels: encoder output width C.
+        hidden_dim: number of Fourier features (256): amplitude width, and twice the frequency count.
+        mlp_hidden: hidden widths of the MLP (``[256, 256, 256]``).
+
+    Parameter names follow the released checkpoints (``coef``, ``freq``, ``phase``, ``imnet``).
+    """
+
+    kind = "lte"
+
+    def __init__(
+        self, in_channels: int, hidden_dim: int = 256, mlp_hidden: Sequence[int] = (256, 256, 256)
+    ) -> None:
+        super().__init__()
+        #: Constructor arguments but ``in_channels`` (the encoder's width): the decoder's identity.
+        self.config = {"hidden_dim": int(hidden_dim), "mlp_hidden": [int(v) for v in mlp_hidden]}
+        if hidden_dim % 2:
+            raise ValueError(f"hidden_dim must be even (cos and sin halves), got {hidden_dim}")
+        self.hidden_dim = hidden_dim
+        self.coef = nn.Conv2d(in_channels, hidden_dim, 3, padding=1)
+        self.freq = nn.Conv2d(in_channels, hidden_dim, 3, padding=1)
+        self.phase = nn.Linear(2, hidden_dim // 2, bias=False)
+        self.imnet = MLP(hidden_dim, 3, list(mlp_hidden))
+
+    def prepare(self, feat: Tensor) -> Tensor:
+        """One channel-last table ``[amplitude | freq_y | freq_x]`` per code: ``(B, h, w, 2·hidden)``.
+
+        The frequency channels ``2k`` / ``2k+1`` are the (y, x) components of frequency k; storing
+        all y components, then all x components, turns the per-query dot product into two
+        contiguous multiply-adds. Amplitude and frequency come from one convolution with the two
+        weight sets stacked, so one gather per neighbour reads both.
+        """
+        weight = torch.cat([self.coef.weight, self.freq.weight[0::2], self.freq.weight[1::2]])
+        bias = torch.cat([self.coef.bias, self.freq.bias[0::2], self.freq.bias[1::2]])
+        maps = F.conv2d(feat, weight, bias, padding=1)  # (B, 2*256, h, w)
+        return maps.permute(0, 2, 3, 1).contiguous()  # (B, h, w, 512)
+
+    def exact(
+        self, state: DecoderState, coord: Tensor, cell: Tensor, mlp_dtype: torch.dtype
+    ) -> Tensor:
+        """SPEC's LTE: ``Σ_v w_v · MLP(a_v ⊙ [cos πθ_v | sin πθ_v]) + bilinear(lr)``."""
+        hid, half = self.hidden_dim, self.hidden_dim // 2
+        nb = neighbours(state, coord)
+        codes = gather_rows(state.table, nb.index)  # (B, Q, 4, 512)
+        amp, fy, fx = codes[..., :hid], codes[..., hid : hid + half], codes[..., hid + half :]
+        theta = fy * nb.rel[..., :1] + fx * nb.rel[..., 1:]  # (B, Q, 4, 128)
+        theta = theta + self.phase(rel_cell(cell, state.lr_hw)).unsqueeze(2)
+        theta = theta * math.pi
+        z = amp * torch.cat([torch.cos(theta), torch.sin(theta)], dim=-1)  # (B, Q, 4, 256)
+        pred = self.imnet(z, dtype=mlp_dtype)  # (B, Q, 4, 3)
+        return ensemble_sum(pred, nb.weights) + geometry.bilinear_sample(state.lr, coord)
+
+    def fast(
+        self, state: DecoderState, coord: Tensor, cell: Tensor, mlp_dtype: torch.dtype
+    ) -> Tensor:
+        """:meth:`exact` through the blocked driver: θ and ``[cos | sin] ⊙ a`` in reused buffers."""
+        table = state.table
+        hid, half = self.hidden_dim, self.hidden_dim // 2
+        nb = neighbours(state, coord)
+        # The phase term depends on the cell only: with one shared cell it is one row per image.
+        phase = self.phase(rel_cell(cell, state.lr_hw)).unsqueeze(2)  # (B, Q or 1, 1, 128)
+        rows = block_rows(coord.shape[1])
+        theta_buf = torch.empty(rows, half, dtype=table.dtype, device=table.device)
+        z_buf = torch.empty(rows, hid, dtype=table.dtype, device=table.device)
+
+        def fourier(g: Tensor, ry: Tensor, rx: Tensor, ph: Tensor) -> Tensor:
+            n = g.shape[0]
+            amp, fy, fx = g[:, :hid], g[:, hid : hid + half], g[:, hid + half :]
+            theta = torch.mul(fy, ry, out=theta_buf[:n])
+            theta.addcmul_(fx, rx)  # (4n', 128)
+            theta.view(-1, 4, half).add_(ph)
+            theta.mul_(math.pi)
+            z = z_buf[:n]  # (4n', 256): [cos | sin] ⊙ amplitude
+            torch.cos(theta, out=z[:, :half])
+            torch.sin(theta, out=z[:, half:])
+            return z.mul_(amp)
+
+        layers = linears(self.imnet.layers, mlp_dtype)
+        out = blocked_ensemble(table, nb, phase, fourier, hid, layers, mlp_dtype)
+        return out + geometry.bilinear_sample(state.lr, coord)
