@@ -96,7 +96,7 @@ ROWS = [
     ),
     # UserErrors raised inside objects Hydra instantiates (module, data module) come out unwrapped.
     ("module-val-chunk", ["module.val_chunk=0"], "module.val_chunk=0 must be a positive number"),
-    ("data-sample-q", ["data.sample_q=0"], "data.sample_q=0 must be between 1 and"),
+    ("data-sample-q", ["data.sample_q=0"], "data.sample_q=0 must be"),
     ("callback-bad-value", ["callbacks.image_log.every_n_epochs=abc"], "callbacks.image_log:"),
     (
         "model-scale-max-differs",

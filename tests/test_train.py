@@ -412,7 +412,7 @@ def test_sweep_runs_separate_dirs_in_one_group(tmp_path: Path) -> None:
     for job, smax in (("0", 2), ("1", 3)):
         run_id = (sweep / job / "wandb_run_id.txt").read_text().strip()
         ids.append(run_id)
-        assert load(sweep / job / "checkpoints" / "last.ckpt")["lte"]["scale_max"] == smax
+        assert load(sweep / job / "checkpoints" / "last.ckpt")["lte"]["model"]["scale_max"] == smax
         (offline,) = (sweep / job / "wandb").glob("offline-run-*")
         record = (offline / f"run-{run_id}.wandb").read_bytes()
         assert f"lte-edsr-n_resblocks=2-n_feats=16-x1-{smax}".encode() in record
