@@ -11,10 +11,12 @@ import lightning as L
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lte.checkpoint import atomic_save
 from lte.data.images import denormalize, save_rgb, to_uint8
+from lte.errors import UserError
 from lte.training.rng import capture_rng_state, restore_rng_state
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,53 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
-        atomic_save(checkpoint, path)
+        try:
+            atomic_save(checkpoint, path)
+        except (OSError, RuntimeError) as err:
+            # torch.save reports a full disk as RuntimeError("... file write failed").
+            text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            if isinstance(err, RuntimeError) and "writ" not in text:
+                raise
+            raise UserError(
+                f"cannot write checkpoint '{path}' ({text[:200]}): free disk space or make the "
+                "folder writable, then resume with ckpt_path=last (the previous checkpoint is intact)"
+            ) from None
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, plus ``last.ckpt`` at the step where ``trainer.max_steps`` stops.
+
+    ModelCheckpoint saves after validation; a run that reaches ``max_steps`` in mid-epoch stops
+    without one, and its ``last.ckpt`` would lag behind the weights it reports. This saves the final
+    step there, in ``on_train_batch_end`` (a regular mid-epoch checkpoint that Lightning resumes
+    from), unless a validation follows that batch and saves it anyway.
+    """
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if (
+            not self.save_last
+            or trainer.max_steps < 0
+            or trainer.global_step < trainer.max_steps
+            or self._last_global_step_saved == trainer.global_step
+            or self._validation_follows(trainer)
+        ):
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    @staticmethod
+    def _validation_follows(trainer: L.Trainer) -> bool:
+        """Whether Lightning validates right after this batch (then on_validation_end saves)."""
+        loop = trainer.fit_loop
+        fetcher = getattr(loop, "_data_fetcher", None)
+        return fetcher is not None and bool(loop.epoch_loop._should_check_val_fx(fetcher))
 
 
 class RNGState(L.Callback):

@@ -59,8 +59,9 @@ class SRLitModule(L.LightningModule):
         model_config: plain ``{"model": ..., "encoder": ...}`` config the net was built from; stored
             in every checkpoint so inference can rebuild it.
         model_name, encoder_name: config choices (``lte``, ``edsr_baseline``), stored likewise.
-        scale_max: the training ``scale_max``: validation scales beyond it get their cell enlarged by
-            ``max(s / scale_max, 1)``, as at test time, and inference reads it from the checkpoint.
+        scale_max: kept for the checkpoint metadata only; None (the default) takes
+            ``net.scale_max``, and any other value must equal it. Validation enlarges the cell of
+            scales beyond ``net.scale_max`` by ``max(s / scale_max, 1)``, as at test time.
         val_chunk: queries per decoder call in validation (bounds memory, never changes results).
         max_bad_steps: stop after this many non-finite losses in a row (each one skips its step).
         train_config: the whole resolved run config (plain containers), kept in checkpoints for
@@ -76,7 +77,7 @@ class SRLitModule(L.LightningModule):
         model_config: dict[str, Any] | None = None,
         model_name: str = "model",
         encoder_name: str = "encoder",
-        scale_max: float = 4.0,
+        scale_max: float | None = None,
         val_chunk: int = DEFAULT_CHUNK,
         max_bad_steps: int = 20,
         train_config: dict[str, Any] | None = None,
@@ -93,7 +94,12 @@ class SRLitModule(L.LightningModule):
         self.model_config = _plain(model_config)
         self.model_name = model_name
         self.encoder_name = encoder_name
-        self.scale_max = float(scale_max)
+        if scale_max is not None and float(scale_max) != float(net.scale_max):
+            raise UserError(
+                f"scale_max={scale_max:g} differs from the model's scale_max={net.scale_max:g}: "
+                "set model.scale_max (train.yaml sets it to data.scale_max)"
+            )
+        self.scale_max = float(net.scale_max)
         self.val_chunk = int(val_chunk)
         self.max_bad_steps = int(max_bad_steps)
         self.train_config = _plain(train_config)
@@ -167,7 +173,7 @@ class SRLitModule(L.LightningModule):
     # --- validation --------------------------------------------------------------------------
 
     def predict_queries(self, inp: Tensor, coord: Tensor, cell: Tensor, scale: float) -> Tensor:
-        """Normalised RGB at every query, chunked; cells enlarged beyond ``scale_max``: ``(B, Q, 3)``."""
+        """Normalised RGB at every query, chunked; cells enlarged beyond the model's ``scale_max``."""
         cell = self.net.enlarge_cell(cell, scale)
         state = self.net.encode(inp)
         return batched_query(self.net, state, coord, cell, self.val_chunk)

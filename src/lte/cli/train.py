@@ -1,0 +1,69 @@
+"""``python -m lte.train`` / ``lte-train``: train an arbitrary-scale SR model from the configs in ``conf/``.
+
+Examples:
+    python -m lte.train                                   # EDSR-baseline-LTE on DIV2K, paper recipe
+    python -m lte.train model=liif encoder=rdn            # another decoder / encoder
+    python -m lte.train experiment=swinir_lte trainer.devices=4   # a paper row on 4 GPUs (DDP)
+    python -m lte.train hydra.run.dir=runs/a ckpt_path=last       # resume runs/a (or start it)
+    python -m lte.train -m data.scale_max=2,3,4           # a sweep: three runs, one W&B group
+
+Everything of a run lands in its run directory (``hydra.run.dir``): ``checkpoints/last.ckpt`` and
+``checkpoints/best.ckpt``, the W&B or CSV logs, ``images/`` and Hydra's ``.hydra/`` config record.
+A directory that already holds checkpoints is resumed with ``ckpt_path=last``, never overwritten.
+See docs/training.md. The work itself is :func:`lte.training.run.train`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from lte.errors import UserError, exit_on_user_error
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="train")
+@exit_on_user_error
+def _hydra_main(cfg: DictConfig) -> float | None:
+    from lte.training.run import train
+
+    metrics = train(cfg)
+    return metrics.get("val/psnr")
+
+
+@exit_on_user_error
+def _check_output_dir(argv: list[str]) -> None:
+    """Create the run (or sweep) folder a command names, before Hydra does.
+
+    Hydra makes it before the job starts, and reports a failure there with a partial traceback;
+    this turns it into one line. Folders named with interpolations (``${now:...}``) are left to Hydra.
+    """
+    key = "hydra.sweep.dir=" if ("-m" in argv or "--multirun" in argv) else "hydra.run.dir="
+    values = [a[len(key) :] for a in argv if a.startswith(key)]
+    if not values or "${" in values[-1]:
+        return
+    folder = Path(os.path.expanduser(values[-1]))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(
+            f"{key}{values[-1]}: cannot create the folder ({err.strerror or err}): choose a "
+            "writable path"
+        ) from None
+
+
+def main() -> None:
+    """Entry point of ``lte-train`` / ``python -m lte.train``.
+
+    Hydra prints a short message plus a hint about ``HYDRA_FULL_ERROR`` for config errors; a
+    :class:`~lte.errors.UserError` inside the job becomes one ``error: ...`` line and exit 2.
+    """
+    _check_output_dir(sys.argv[1:])
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

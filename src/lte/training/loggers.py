@@ -1,0 +1,104 @@
+"""The run's loggers from the ``logger`` config group: W&B gets its mode, id, name, group and tags here.
+
+Names and tags come from what the model is (:func:`lte.models.identity.labels`), never from the
+names of the config files that built it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from lte.training.checks import build
+
+#: What a W&B run id may look like; anything else read from a file is ignored.
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def hydra_choice(group: str) -> str | None:
+    """The option chosen for a config group (``data`` -> ``div2k``), when running under Hydra."""
+    if not HydraConfig.initialized():
+        return None
+    value = HydraConfig.get().runtime.choices.get(group)
+    return None if value in (None, "null") else str(value)
+
+
+def default_group() -> str | None:
+    """W&B group: the experiment's name, else the sweep's folder for ``-m`` runs, else none."""
+    experiment = hydra_choice("experiment")
+    if experiment:
+        return experiment
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        sweep = Path(HydraConfig.get().sweep.dir)
+        return "sweep-" + "_".join(sweep.parts[-2:])
+    return None
+
+
+def run_name(model: str, encoder: str, scale_min: float, scale_max: float) -> str:
+    """``<model>-<encoder>-x<scale_min>-<scale_max>``, e.g. ``lte-edsr_baseline-x1-4``."""
+    return f"{model}-{encoder}-x{float(scale_min):g}-{float(scale_max):g}"
+
+
+def default_tags(model: str, encoder: str) -> list[str]:
+    """Tags every run gets: model, encoder, then the data set and experiment chosen, where known."""
+    return [model, encoder, *[t for t in (hydra_choice("data"), hydra_choice("experiment")) if t]]
+
+
+def valid_run_id(value: Any) -> str | None:
+    """A W&B run id read from a checkpoint, if it is one (plain letters, digits, ``_`` and ``-``)."""
+    return value if isinstance(value, str) and _RUN_ID.fullmatch(value) else None
+
+
+def build_loggers(
+    cfg: DictConfig,
+    run_dir: Path,
+    resume_id: str | None,
+    *,
+    name: str,
+    tags: list[str],
+    is_rank_zero: bool,
+) -> tuple[list[Any], str | None]:
+    """Instantiate the ``logger`` group's loggers; returns them and the W&B run id (None without W&B).
+
+    Values that do not come from the config (the run id, which may come from a checkpoint, the name
+    and tags) are passed to the logger's constructor, never merged into a config: nothing read from a
+    file goes through OmegaConf interpolation.
+    """
+    from lte.training.wandb_run import resolve_run_id, wandb_mode, write_run_id
+
+    loggers: list[Any] = []
+    run_id = None
+    for key, node in (cfg.get("logger") or {}).items():
+        if node is None or "_target_" not in node:
+            continue
+        if str(node._target_).endswith("WandbLogger"):
+            mode = wandb_mode(node.get("mode"))
+            if mode != "online":
+                # wandb itself reads this too: nothing may try the network or prompt for a key.
+                os.environ["WANDB_MODE"] = mode
+            run_id = resolve_run_id(run_dir, valid_run_id(resume_id))
+            if is_rank_zero:
+                write_run_id(run_dir, run_id)
+            factory = build(f"logger.{key}", instantiate, node, _partial_=True)
+            loggers.append(
+                build(
+                    f"logger.{key}",
+                    factory,
+                    id=run_id,
+                    resume="allow",
+                    mode=mode,
+                    name=node.get("name") or name,
+                    group=node.get("group") or default_group(),
+                    tags=list(dict.fromkeys([*tags, *(node.get("tags") or [])])),
+                )
+            )
+        else:
+            loggers.append(build(f"logger.{key}", instantiate, node))
+    return loggers, run_id

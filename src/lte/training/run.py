@@ -1,0 +1,178 @@
+"""One training job from a composed config: what ``python -m lte.train`` runs (:mod:`lte.cli.train`).
+
+Order matters for the user: every config value is checked, the run directory rule applied and the
+resume checkpoint read and matched against the model before a single step runs, so mistakes cost
+seconds and one ``error:`` line, never a half-written run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from lte.errors import UserError
+from lte.training.checks import build, check_config
+from lte.training.loggers import build_loggers, default_tags, run_name
+from lte.training.resume import (
+    check_resume_fits,
+    load_resume_checkpoint,
+    requested_ckpt_path,
+    resolve_ckpt_path,
+)
+
+log = logging.getLogger(__name__)
+
+
+def process_rank() -> int:
+    """This process's global rank, from the launcher's environment (0 before DDP starts)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
+def launcher_target() -> str | None:
+    """The Hydra launcher running this job (``..._SubmititLauncher`` on SLURM), if under Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    target = HydraConfig.get().launcher.get("_target_")
+    return str(target) if target else None
+
+
+def plain(cfg: DictConfig) -> dict[str, Any]:
+    """A resolved config as plain containers (what checkpoints and loggers may hold)."""
+    out = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(out, dict)
+    return out  # type: ignore[return-value]
+
+
+def ensure_writable(folder: Path) -> None:
+    """Create ``folder`` and write a probe file in it: an unwritable run directory fails now, in one line."""
+    probe = folder / f".write-test-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(
+            f"cannot write to '{folder}' ({err.strerror or err}): choose a writable run directory "
+            "with hydra.run.dir=DIR"
+        ) from None
+
+
+def check_optimizer(cfg: DictConfig, params: list[Any]) -> None:
+    """Build the optimizer and scheduler once on the real parameters: their own checks, one line."""
+    optimizer = build("optimizer", build("optimizer", instantiate, cfg.optimizer), params)
+    if cfg.get("scheduler"):
+        build("scheduler", build("scheduler", instantiate, cfg.scheduler), optimizer)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run one training job from a composed config; returns the final logged metrics.
+
+    Raises:
+        UserError: bad options, data folders or ``ckpt_path``, a run directory that holds another
+            run's checkpoints (before any step runs), or a loss that stays non-finite.
+    """
+    import lightning as L
+
+    from lte.models.build import instantiate_model
+    from lte.models.identity import labels
+    from lte.training.callbacks import AtomicCheckpointIO
+    from lte.training.data import TrainingData
+
+    check_config(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    ckpt_dir = Path(cfg.paths.checkpoint_dir)
+    ckpt_path = resolve_ckpt_path(
+        requested_ckpt_path(cfg.get("ckpt_path"), launcher_target()), run_dir, ckpt_dir
+    )
+    ensure_writable(ckpt_dir)
+    resume = load_resume_checkpoint(ckpt_path) if ckpt_path is not None else None
+    rank = process_rank()
+    # Model init: every rank the same seed is not needed (DDP broadcasts rank 0's weights); the
+    # training samples are a function of (seed, epoch, position) alone (lte.training.data).
+    L.seed_everything(int(cfg.seed) + rank, workers=True, verbose=False)
+
+    datamodule = build("data", instantiate, cfg.data)
+    datamodule.setup("fit")  # scan and validate the folders now: a bad path fails in one line
+    net = build("model", instantiate_model, cfg)
+    data_smax = float(datamodule.scale_max)
+    if float(net.scale_max) != data_smax:
+        raise UserError(
+            f"model.scale_max={net.scale_max:g} differs from data.scale_max={data_smax:g}: the "
+            "model's scale_max is the training scale_max; set data.scale_max only"
+        )
+    model_name, encoder_name = labels(net.describe())
+    check_optimizer(cfg, list(net.parameters()))
+    run_config = plain(cfg)
+    module = build(
+        "module",
+        instantiate,
+        cfg.module,
+        _recursive_=False,  # the config dicts below hold _target_ keys that must stay data
+        net=net,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        model_config={"model": run_config["model"], "encoder": run_config["encoder"]},
+        model_name=model_name,
+        encoder_name=encoder_name,
+        scale_max=net.scale_max,
+        train_config=run_config,
+    )
+    if resume is not None:
+        assert ckpt_path is not None
+        check_resume_fits(
+            resume["state_dict"], module.state_dict(), ckpt_path, f"{model_name}-{encoder_name}"
+        )
+    name = cfg.get("run_name") or run_name(
+        model_name, encoder_name, datamodule.scale_min, datamodule.scale_max
+    )
+    loggers, run_id = build_loggers(
+        cfg,
+        run_dir,
+        resume.get("wandb_run_id") if resume else None,
+        name=str(name),
+        tags=default_tags(model_name, encoder_name),
+        is_rank_zero=rank == 0,
+    )
+    module.wandb_run_id = run_id
+    del resume  # Lightning reads the file again itself
+    callbacks = [
+        build(f"callbacks.{key}", instantiate, node)
+        for key, node in (cfg.get("callbacks") or {}).items()
+        if node is not None and "_target_" in node
+    ]
+    trainer: L.Trainer = build(
+        "trainer",
+        instantiate,
+        cfg.trainer,
+        logger=loggers or False,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+    )
+    for logger in loggers:
+        logger.log_hyperparams(run_config)
+    log.info("run directory: %s", run_dir)
+    data = TrainingData(datamodule, seed=int(cfg.seed))
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    finally:
+        if run_id is not None and trainer.is_global_zero:
+            import wandb
+
+            wandb.finish()  # a sweep's next job must start its own run, not reuse this one
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if trainer.is_global_zero:
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
+        batches = trainer.fit_loop.epoch_loop.batch_progress.total.processed
+        epochs = batches / max(1, int(trainer.num_training_batches or 1))
+        print(f"done: step {trainer.global_step} ({epochs:.4g} epochs): {summary}")
+        print(f"checkpoints: {ckpt_dir}")
+    return metrics
