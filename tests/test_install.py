@@ -132,7 +132,7 @@ def test_train_composes_and_names_the_sample_folder(installed: Path, elsewhere: 
 
 def test_upscale_and_test_with_a_real_checkpoint(installed: Path, elsewhere: Path) -> None:
     ckpt = elsewhere / "lte-edsr_baseline.pth"
-    save_official(build_model("lte", "edsr_baseline"), ckpt, "lte", "edsr_baseline")
+    save_official(build_model("lte", "edsr_baseline"), ckpt)
     photos = sample_photos()
     hr = elsewhere / "set" / "HR"
     hr.mkdir(parents=True)
@@ -150,7 +150,7 @@ def test_upscale_and_test_with_a_real_checkpoint(installed: Path, elsewhere: Pat
     results = elsewhere / "res.json"
     proc = run_script(
         installed, elsewhere, "lte-test", f"ckpt={ckpt}", "testset=folder",
-        f"testset.root={elsewhere / 'set'}", "scales=[2]", f"results_file={results}",
+        f"testset.hr_dir={hr}", "scales=[2]", f"results_file={results}",
         "device=cpu",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
