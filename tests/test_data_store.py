@@ -146,3 +146,21 @@ def test_bad_cache_options(tmp_path: Path) -> None:
         ImageStore(files, cache="ram")
     with pytest.raises(UserError, match=r"needs data\.cache_dir"):
         ImageStore(files, cache="disk")
+
+
+def test_training_images_get_the_readers_pixel_limit_and_orientation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training and lte.test size their images from the header: the same limit and EXIF rotation
+    as :func:`lte.data.images.load_rgb`, so a bomb is one line and a phone photo keeps its shape."""
+    from test_images import crop, patched_png, with_orientation
+
+    upright = with_orientation(crop(40, 30), tmp_path / "phone.jpg", 6)  # stored 40x30, seen 30x40
+    store = ImageStore([upright], cache="memory")
+    assert store.get(0).shape == (40, 30, 3)
+    bomb = patched_png(tmp_path / "bomb.png", 90000, 90000)
+    with pytest.raises(UserError, match=r"bomb\.png' is 90000x90000 .*LTE_MAX_IMAGE_PIXELS"):
+        ImageStore([upright, bomb])
+    monkeypatch.setenv("LTE_MAX_IMAGE_PIXELS", "100")
+    with pytest.raises(UserError, match="over the limit of 100"):
+        ImageStore([upright])
