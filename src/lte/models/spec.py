@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from lte.errors import UserError
 from lte.models.decoders import LIIFDecoder, LTEDecoder, MetaSRDecoder
@@ -222,56 +222,60 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+_P = TypeVar("_P", bound="_PartSpec")
+
+
 @dataclass(frozen=True)
-class EncoderSpec:
-    """A validated encoder: allow-listed ``kind`` and its constructor arguments (lists as tuples)."""
+class _PartSpec:
+    """A validated part: an allow-listed ``kind`` and its constructor arguments (lists as tuples)."""
 
     kind: str
     params: tuple[tuple[str, Any], ...]
 
+    #: Per-kind allowed fields, and the part's name in messages; set by each subclass.
+    FIELDS: ClassVar[Mapping[str, Any]]
+    ROLE: ClassVar[str]
+
     @classmethod
-    def from_dict(cls, data: Any, where: str, path: str) -> EncoderSpec:
-        """Validate one ``{"kind": "edsr", "n_resblocks": 16, ...}`` node (UserError naming ``path.field``)."""
+    def from_dict(cls: type[_P], data: Any, where: str, path: str) -> _P:
+        """Validate one ``{"kind": ..., **arguments}`` node (UserError naming ``path.field``)."""
         try:
-            kind, params = _fields(data, path, ENCODER_FIELDS, "encoder")
+            kind, params = _fields(data, path, cls.FIELDS, cls.ROLE)
         except FieldError as err:
             raise UserError(f"{where}: {err}") from None
         return cls(kind, tuple(params.items()))
 
     def to_dict(self) -> dict[str, Any]:
         """The ``describe()`` shape: ``{"kind": ..., **arguments}`` with lists."""
-        return {"kind": self.kind, **{k: _plain(v) for k, v in self.params}}
+        return {"kind": self.kind, **self.arguments()}
+
+    def arguments(self) -> dict[str, Any]:
+        """The constructor arguments, lists as lists."""
+        return {k: _plain(v) for k, v in self.params}
+
+
+@dataclass(frozen=True)
+class EncoderSpec(_PartSpec):
+    """A validated encoder, e.g. ``{"kind": "edsr", "n_resblocks": 16, ...}``."""
+
+    FIELDS: ClassVar[Mapping[str, Any]] = ENCODER_FIELDS
+    ROLE: ClassVar[str] = "encoder"
 
     def build(self) -> Any:
         """The encoder module, by calling the allow-listed class with the validated arguments."""
-        return ENCODERS[self.kind](**{k: _plain(v) for k, v in self.params})
+        return ENCODERS[self.kind](**self.arguments())
 
 
 @dataclass(frozen=True)
-class DecoderSpec:
-    """A validated decoder: allow-listed ``kind`` and its arguments other than ``in_channels``."""
+class DecoderSpec(_PartSpec):
+    """A validated decoder, e.g. ``{"kind": "lte", "hidden_dim": 256, ...}`` (no ``in_channels``)."""
 
-    kind: str
-    params: tuple[tuple[str, Any], ...]
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str, path: str) -> DecoderSpec:
-        """Validate one ``{"kind": "lte", "hidden_dim": 256, ...}`` node (UserError naming ``path.field``)."""
-        try:
-            kind, params = _fields(data, path, DECODER_FIELDS, "decoder")
-        except FieldError as err:
-            raise UserError(f"{where}: {err}") from None
-        return cls(kind, tuple(params.items()))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``describe()`` shape: ``{"kind": ..., **arguments}`` with lists."""
-        return {"kind": self.kind, **{k: _plain(v) for k, v in self.params}}
+    FIELDS: ClassVar[Mapping[str, Any]] = DECODER_FIELDS
+    ROLE: ClassVar[str] = "decoder"
 
     def build(self, in_channels: int) -> Any:
         """The decoder module for an encoder of width ``in_channels``."""
-        return DECODERS[self.kind](
-            in_channels=in_channels, **{k: _plain(v) for k, v in self.params}
-        )
+        return DECODERS[self.kind](in_channels=in_channels, **self.arguments())
 
 
 @dataclass(frozen=True)
