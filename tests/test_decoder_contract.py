@@ -72,9 +72,7 @@ def test_a_definition_only_decoder_trains_with_the_real_module_and_trainer(tmp_p
     net = new_model()
     assert not net.decoder.has_fast_kernel and net.inference_kernel == "exact"
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    module = SRLitModule(
-        net, lambda params: torch.optim.Adam(params, lr=1e-3), scale_max=4.0, val_chunk=50
-    )
+    module = SRLitModule(net, lambda params: torch.optim.Adam(params, lr=1e-3), val_chunk=50)
     data = SRDataModule(
         SAMPLE_DIR / "train",
         SAMPLE_DIR / "val",

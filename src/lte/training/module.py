@@ -56,12 +56,9 @@ class SRLitModule(L.LightningModule):
         optimizer: ``params -> Optimizer``, e.g. a ``_partial_`` ``torch.optim.Adam`` (lr 1e-4).
         scheduler: ``optimizer -> LRScheduler`` stepped once per epoch (``MultiStepLR`` at epochs
             200/400/600/800, x0.5), or None for a constant lr.
-        model_config: plain ``{"model": ..., "encoder": ...}`` config the net was built from; stored
-            in every checkpoint so inference can rebuild it.
-        model_name, encoder_name: config choices (``lte``, ``edsr_baseline``), stored likewise.
-        scale_max: kept for the checkpoint metadata only; None (the default) takes
-            ``net.scale_max``, and any other value must equal it. Validation enlarges the cell of
-            scales beyond ``net.scale_max`` by ``max(s / scale_max, 1)``, as at test time.
+        Checkpoints store ``net.describe()`` (:func:`lte.checkpoint.checkpoint_metadata`), and
+            validation enlarges the cell of scales beyond ``net.scale_max`` as at test time, so the
+            module keeps no model metadata of its own.
         val_chunk: queries per decoder call in validation (bounds memory, never changes results).
         max_bad_steps: stop after this many non-finite losses in a row (each one skips its step).
         train_config: the whole resolved run config (plain containers), kept in checkpoints for
@@ -74,10 +71,6 @@ class SRLitModule(L.LightningModule):
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         *,
-        model_config: dict[str, Any] | None = None,
-        model_name: str = "model",
-        encoder_name: str = "encoder",
-        scale_max: float | None = None,
         val_chunk: int = DEFAULT_CHUNK,
         max_bad_steps: int = 20,
         train_config: dict[str, Any] | None = None,
@@ -91,15 +84,6 @@ class SRLitModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         # Plain containers only: checkpoints must load with torch.load(weights_only=True).
-        self.model_config = _plain(model_config)
-        self.model_name = model_name
-        self.encoder_name = encoder_name
-        if scale_max is not None and float(scale_max) != float(net.scale_max):
-            raise UserError(
-                f"scale_max={scale_max:g} differs from the model's scale_max={net.scale_max:g}: "
-                "set model.scale_max (train.yaml sets it to data.scale_max)"
-            )
-        self.scale_max = float(net.scale_max)
         self.val_chunk = int(val_chunk)
         self.max_bad_steps = int(max_bad_steps)
         self.train_config = _plain(train_config)

@@ -66,11 +66,16 @@ def ensure_writable(folder: Path) -> None:
         ) from None
 
 
-def check_optimizer(cfg: DictConfig, params: list[Any]) -> None:
-    """Build the optimizer and scheduler once on the real parameters: their own checks, one line."""
-    optimizer = build("optimizer", build("optimizer", instantiate, cfg.optimizer), params)
+def optimizer_factories(cfg: DictConfig, params: list[Any]) -> tuple[Any, Any]:
+    """The ``optimizer`` and ``scheduler`` partials, each tried once on the real parameters so that
+    their own checks (lr, betas, milestones) fail now, in one line, not at the first step."""
+    optimizer_factory = build("optimizer", instantiate, cfg.optimizer)
+    optimizer = build("optimizer", optimizer_factory, params)
+    scheduler_factory = None
     if cfg.get("scheduler"):
-        build("scheduler", build("scheduler", instantiate, cfg.scheduler), optimizer)
+        scheduler_factory = build("scheduler", instantiate, cfg.scheduler)
+        build("scheduler", scheduler_factory, optimizer)
+    return optimizer_factory, scheduler_factory
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -110,7 +115,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "model's scale_max is the training scale_max; set data.scale_max only"
         )
     model_name, encoder_name = labels(net.describe())
-    check_optimizer(cfg, list(net.parameters()))
+    optimizer_factory, scheduler_factory = optimizer_factories(cfg, list(net.parameters()))
     run_config = plain(cfg)
     module = build(
         "module",
@@ -118,12 +123,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.module,
         _recursive_=False,  # the config dicts below hold _target_ keys that must stay data
         net=net,
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-        model_config={"model": run_config["model"], "encoder": run_config["encoder"]},
-        model_name=model_name,
-        encoder_name=encoder_name,
-        scale_max=net.scale_max,
+        optimizer=optimizer_factory,
+        scheduler=scheduler_factory,
         train_config=run_config,
     )
     if resume is not None:
