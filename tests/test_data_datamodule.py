@@ -234,11 +234,21 @@ def test_experiments_hold_only_what_they_change(name: str) -> None:
     # And the experiment still composes to its recipe.
     cfg = compose_train([f"experiment={name}"])
     swinir = "swinir" in name
-    assert cfg.data.train_dir == f"{cfg.paths.data_dir}/DIV2K_train_HR"
-    assert (cfg.data.batch_size, cfg.data.repeat, cfg.data.scale_max) == (
+    root = cfg.paths.data_dir
+    if cfg.data._target_ == "lte.data.paired.PairedDataModule":  # fixed-scale rows: DIV2K pairs
+        s = cfg.data.scale
+        assert name.endswith(f"_x{s}")
+        assert cfg.data.train_hr_dir == f"{root}/DIV2K_train_HR"
+        assert cfg.data.train_lr_dir == f"{root}/DIV2K_train_LR_bicubic/X{s}"
+        assert cfg.data.val_lr_dir == f"{root}/DIV2K_valid_LR_bicubic/X{s}"
+        assert cfg.data.scale_max == cfg.model.scale_max == s
+    else:
+        assert cfg.data.train_dir == f"{root}/DIV2K_train_HR"
+        assert cfg.data.scale_max == 4
+    assert (cfg.data.batch_size, cfg.data.repeat, cfg.data.inp_size) == (
         32 if swinir else 16,
         20,
-        4,
+        48,
     )
     assert cfg.optimizer.lr == (2e-4 if swinir else 1e-4)
     assert list(cfg.scheduler.milestones) == (
