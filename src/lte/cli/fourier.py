@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--at",
         required=True,
+        metavar="X,Y",
         help="X,Y: LR column and row (0-based, from the top-left) where the frequencies are read",
     )
     p.add_argument(
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scale",
         type=float,
+        metavar="S",
         default=None,
         help="output scale S. Frequencies and amplitudes do not depend on it (they come from the "
         "LR image alone); with S, a fifth panel shows the phase term P(rel_cell)_k of a xS output "
