@@ -168,11 +168,17 @@ def figure(view: FourierView, title: str = "", dpi: int = 100) -> Figure:
     ax.set_axis_off()
 
     ax = axes[2]
-    im = ax.imshow(view.dominant, cmap="magma", interpolation="nearest")
+    # A few specular highlights can be far brighter than all texture: clip the colour scale at the
+    # 99.5th percentile (the colour bar says so with its arrow) so the rest of the map stays readable.
+    top = float(np.percentile(view.dominant, 99.5))
+    clipped = top < float(view.dominant.max())
+    im = ax.imshow(
+        view.dominant, cmap="magma", interpolation="nearest", vmax=top if clipped else None
+    )
     ax.scatter([x], [y], marker="+", color="cyan", s=120, linewidths=2)
     ax.set_title("dominant magnitude  max_k A[k]² + A[K+k]²", fontsize=9)
     ax.set_axis_off()
-    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.colorbar(im, ax=ax, shrink=0.8, extend="max" if clipped else "neither")
 
     ax = axes[3]
     order = np.argsort(view.magnitude)  # strongest drawn last, on top
