@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from lte import geometry
 from lte.models.decoders import Decoder, DecoderState, Kernel
+from lte.models.decoders.lte import FourierMaps
 from lte.models.encoder import check_encoder
 
 
@@ -158,6 +159,38 @@ class SRModel(nn.Module):
         compute type (``torch.bfloat16`` / ``torch.float16``); both kernels honour it.
         """
         return self.decoder.query(state, coord, cell, dtype=dtype, kernel=kernel)
+
+    # --- what the texture estimator sees (docs/fourier.md) -----------------------------------------
+
+    @property
+    def has_fourier(self) -> bool:
+        """Whether the decoder estimates Fourier features (LTE), i.e. whether :meth:`fourier` works."""
+        return callable(getattr(self.decoder, "fourier", None))
+
+    def fourier(self, lr: Tensor, scale: float | None = None) -> FourierMaps:
+        """The decoder's estimated frequencies and amplitudes on the LR grid of ``lr`` ``(B, 3, h, w)``.
+
+        Frequencies and amplitudes depend on the image only. With ``scale``, the phase term
+        ``P(rel_cell)`` of an output ``scale`` times larger is added, with the cell enlarged beyond
+        ``scale_max`` exactly as inference does.
+
+        Raises:
+            ValueError: the decoder has no texture estimator (LIIF, Meta-SR, fixed-scale models).
+        """
+        if not self.has_fourier:
+            raise ValueError(
+                f"the {self.decoder.kind} decoder estimates no Fourier features: only LTE has them"
+            )
+        if lr.dtype != torch.float32:
+            raise ValueError(f"SRModel computes in float32, the image is {lr.dtype}")
+        rel = None
+        if scale is not None:
+            if not (float(scale) > 0 and float(scale) < float("inf")):
+                raise ValueError(f"scale must be a positive number, got {scale}")
+            h, w = lr.shape[-2:]
+            cell = lr.new_tensor([[2.0 / (scale * h), 2.0 / (scale * w)]]).expand(lr.shape[0], 2)
+            rel = self.enlarge_cell(cell, scale) * lr.new_tensor([h, w])
+        return self.decoder.fourier(self.encoder(lr), rel)
 
     def forward(self, lr: Tensor, coord: Tensor, cell: Tensor) -> Tensor:
         """The differentiable definition end to end (training): ``query(encode(lr), coord, cell)``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,31 @@ from lte.models.decoders.ensemble import (
     rel_cell,
 )
 from lte.models.mlp import MLP
+
+
+@dataclass(frozen=True, eq=False)
+class FourierMaps:
+    """The texture estimator's output on the LR grid, as SPEC.md "Fourier feature space" reads it.
+
+    Attributes:
+        freq: ``(B, K, 2, h, w)``: frequency k's (y, x) components, i.e. channels ``2k`` and ``2k+1``
+            of the frequency convolution, in the decoder's units (``θ = f·rel`` with ``rel`` in half
+            codes, and the basis is ``cos(πθ)``, ``sin(πθ)``).
+        amplitude: ``(B, 2K, h, w)``: the amplitude convolution; channel ``k`` scales frequency k's
+            cosine, channel ``K + k`` its sine.
+        phase: ``(B, K)``: the phase term ``P(rel_cell)`` for one output scale, or ``None``. It is the
+            only part that depends on the scale; frequencies and amplitudes do not.
+    """
+
+    freq: Tensor
+    amplitude: Tensor
+    phase: Tensor | None = None
+
+    @property
+    def magnitude(self) -> Tensor:
+        """``(B, K, h, w)``: ``A[k]² + A[K+k]²``, the energy of frequency k at each code."""
+        k = self.freq.shape[1]
+        return self.amplitude[:, :k].square() + self.amplitude[:, k:].square()
 
 
 class LTEDecoder(Decoder):
@@ -62,6 +88,19 @@ class LTEDecoder(Decoder):
         bias = torch.cat([self.coef.bias, self.freq.bias[0::2], self.freq.bias[1::2]])
         maps = F.conv2d(feat, weight, bias, padding=1)  # (B, 2*256, h, w)
         return maps.permute(0, 2, 3, 1).contiguous()  # (B, h, w, 512)
+
+    def fourier(self, feat: Tensor, rel_cell: Tensor | None = None) -> FourierMaps:
+        """The estimated frequencies and amplitudes of encoder features ``(B, C, h, w)``.
+
+        Computed from the two convolutions directly (not from :meth:`prepare`'s reordered table), so
+        the channel pairing is SPEC's literal one. ``rel_cell`` ``(B, 2)``, the cell in half codes,
+        adds the phase term ``P(rel_cell)`` of that output scale.
+        """
+        freq = self.freq(feat)  # (B, 2K, h, w): channels 2k, 2k+1 = (f_y, f_x) of frequency k
+        b, _, h, w = freq.shape
+        freq = freq.view(b, self.hidden_dim // 2, 2, h, w)
+        phase = None if rel_cell is None else self.phase(rel_cell)
+        return FourierMaps(freq=freq, amplitude=self.coef(feat), phase=phase)
 
     def exact(
         self, state: DecoderState, coord: Tensor, cell: Tensor, mlp_dtype: torch.dtype
