@@ -26,7 +26,13 @@ from torch import Tensor
 
 from conftest import sample_photos
 from literal import literal_lte
-from lte.checkpoint import checkpoint_metadata, load_checkpoint, official_state, save_official
+from lte.checkpoint import (
+    checkpoint_metadata,
+    convert_checkpoint,
+    load_checkpoint,
+    official_state,
+    save_official,
+)
 from lte.data.datasets import RandomScaleDataset, check_sampling
 from lte.data.images import load_rgb, save_rgb
 from lte.data.sampling import grid_train_sample, train_sample
@@ -422,22 +428,47 @@ def test_train_lte_plus_then_score_it(tmp_path: Path) -> None:
     raw = torch.load(ckpts[0], map_location="cpu", weights_only=True)
     assert raw["global_step"] == 3
     assert raw["train_config"]["data"]["sampler"] == "fast"
+    # The trained model in the released LTE+ layout: lte.test and lte.upscale take that file too.
+    plus = tmp_path / "lte-plus.pth"
+    convert_checkpoint(ckpts[0], plus, to="lte-fast")
     scores = {}
-    for fast in ("false", "true"):
-        out = tmp_path / f"results_{fast}.json"
+    for name, ckpt, fast in (
+        ("chunked", ckpts[0], "false"),
+        ("fast", ckpts[0], "true"),
+        ("release", plus, "true"),
+    ):
+        out = tmp_path / f"results_{name}.json"
         res = run(
             "lte.test",
-            f"ckpt={ckpts[0]}",
+            f"ckpt={ckpt}",
             "testset=sample",
             "scales=[3]",
             f"eval.fast={fast}",
             f"results_file={out}",
-            "hydra.run.dir=" + str(tmp_path / f"test_{fast}"),
+            "hydra.run.dir=" + str(tmp_path / f"test_{name}"),
             cwd=ROOT,
         )
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
         (record,) = json.loads(out.read_text())
         assert (record["model"], record["encoder"]) == ("lte", "edsr-n_resblocks=2-n_feats=16")
         assert record["images"] == 3 and np.isfinite(record["psnr"])
-        scores[fast] = record["psnr"]
-    assert abs(scores["true"] - scores["false"]) <= 1e-6, scores
+        scores[name] = record["psnr"]
+    assert abs(scores["fast"] - scores["chunked"]) <= 1e-6, scores
+    assert abs(scores["release"] - scores["chunked"]) <= 1e-6, scores
+    # lte.upscale with the release file gives the image the training checkpoint gives.
+    images = []
+    for ckpt in (ckpts[0], plus):
+        out = tmp_path / f"up_{ckpt.stem}.png"
+        res = run(
+            "lte.upscale",
+            str(sample_photos()[0]),
+            str(out),
+            "--ckpt",
+            str(ckpt),
+            "--scale",
+            "1.5",
+            cwd=ROOT,
+        )
+        assert res.returncode == 0, res.stderr[-3000:]
+        images.append(load_rgb(out))
+    assert images[0].shape[0] > 0 and np.array_equal(images[0], images[1])
