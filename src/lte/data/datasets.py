@@ -128,12 +128,6 @@ def check_sampling(
         )
     smallest = round(inp_size * scale_min) ** 2
     sample_q = int_option("sample_q", sample_q, 1)
-    if sample_q > smallest:
-        raise UserError(
-            f"data.sample_q={sample_q} must be between 1 and {smallest}, the pixels of the smallest "
-            f"HR crop (round(inp_size*scale_min)^2)"
-        )
-    int_option("repeat", repeat, 1)
     if not isinstance(sampler, str) or sampler not in SAMPLERS:
         raise UserError(f"data.sampler={sampler!r} must be one of {', '.join(SAMPLERS)}")
     if sampler == "fast" and sample_q != inp_size * inp_size:
@@ -141,6 +135,12 @@ def check_sampling(
             f"data.sampler=fast lays the queries out as an inp_size x inp_size grid: "
             f"data.sample_q={sample_q} must be {inp_size * inp_size} (data.inp_size={inp_size} squared)"
         )
+    if sample_q > smallest:
+        raise UserError(
+            f"data.sample_q={sample_q} must be between 1 and {smallest}, the pixels of the smallest "
+            f"HR crop (round(inp_size*scale_min)^2)"
+        )
+    int_option("repeat", repeat, 1)
 
 
 @dataclass(frozen=True)
