@@ -8,6 +8,7 @@ keeps every other entry, so training can resume from the converted file. NEW is 
     python scripts/convert_checkpoint.py old.ckpt new.ckpt               # -> lte format 2
     python scripts/convert_checkpoint.py edsr-baseline-lte.pth lte.ckpt  # official -> lte
     python scripts/convert_checkpoint.py run/last.ckpt release.pth --to official
+    python scripts/convert_checkpoint.py run/last.ckpt lte-plus.pth --to lte-fast   # LTE+ layout
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from lte.checkpoint import convert_checkpoint
+from lte.checkpoint import CONVERT_TARGETS, convert_checkpoint
 from lte.errors import exit_on_user_error
 
 
@@ -26,9 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("new", help="file to write; must not exist yet")
     parser.add_argument(
         "--to",
-        choices=("lte", "official"),
+        choices=CONVERT_TARGETS,
         default="lte",
-        help="lte: current lte format (default); official: the released LTE/LIIF layout",
+        help="lte: current lte format (default); official: the released LTE/LIIF/Meta-SR layout; "
+        "lte-fast: the released LTE+ layout (EDSR-baseline-LTE+, LTE models only)",
     )
     return parser
 
@@ -37,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     loaded = convert_checkpoint(args.old, args.new, to=args.to)
+    origin = loaded.source + (f" {loaded.release}" if loaded.release else "")
     print(
-        f"{args.old} ({loaded.source}) -> {args.new} ({args.to}): "
+        f"{args.old} ({origin}) -> {args.new} ({args.to}): "
         f"{loaded.model_name}-{loaded.encoder_name}, scale_max {loaded.scale_max:g}",
         file=sys.stderr,
     )

@@ -109,6 +109,7 @@ COMMON = {
     "scale_min": 1,
     "scale_max": 4,
     "sample_q": 2304,
+    "sampler": "random",
     "augment": True,
     "batch_size": 16,
     "val_scales": [2, 3, 4, 6],

@@ -3,7 +3,9 @@
 Two layouts load into the same :class:`~lte.models.SRModel`:
 
 * official: ``{"model": {"name", "args", "sd"}}`` as released by the LTE and LIIF projects, decoder
-  parameters at the top level (``coef.*``, ``imnet.*``) and encoder ones under ``encoder.``;
+  parameters at the top level (``coef.*``, ``imnet.*``) and encoder ones under ``encoder.``; the
+  ``lte-fast`` release (EDSR-baseline-LTE+) is the same LTE with its MLP written as 1x1
+  convolutions (``layers.*``), and loads into the same LTE decoder (see :data:`OFFICIAL_LAYOUTS`);
 * lte: a Lightning checkpoint (or any dict) with ``state_dict`` (parameters under ``net.``) and an
   ``"lte"`` entry ``{"format_version": 2, "model": SRModel.describe(), "normalization", "prefix"}``.
   Format-1 files (a Hydra config with ``_target_`` strings) still load, read strictly as data.
@@ -69,6 +71,9 @@ class LoadedModel:
     source: str  # "official" or "lte"
     path: Path
     spec: ModelSpec
+    #: The released model name of an official file (``lte``, ``lte-fast``, ...); None for lte files.
+    #: ``lte-fast`` is LTE's function in another layout: labels say ``lte``, this says where from.
+    release: str | None = None
 
     @property
     def scale_max(self) -> float:
@@ -284,7 +289,7 @@ def checkpoint_metadata(model: SRModel, prefix: str = "net.") -> dict[str, Any]:
 
 # --- official releases --------------------------------------------------------------------------
 
-_OFFICIAL_MODELS = ("lte", "liif", "metasr")
+_OFFICIAL_MODELS = ("lte", "liif", "metasr", "lte-fast")
 #: The released encoders and the description their defaults stand for.
 _OFFICIAL_ENCODER_DEFAULTS = {
     "edsr-baseline": NAMED_ENCODERS["edsr_baseline"],
@@ -339,6 +344,7 @@ _OFFICIAL_MODEL_ARGS = {
     "lte": ("imnet_spec", "hidden_dim"),
     "liif": ("imnet_spec", "local_ensemble", "feat_unfold", "cell_decode"),
     "metasr": (),
+    "lte-fast": ("num_layer", "hidden_dim", "out_dim"),
 }
 
 
@@ -385,6 +391,9 @@ def _official_description(spec: Any, where: str) -> dict[str, Any]:
         args = spec.get("args", {})
         _node(args, "model.args", ("encoder_spec",), _OFFICIAL_MODEL_ARGS[name])
         encoder = _official_encoder(args["encoder_spec"], "model.args.encoder_spec")
+        if name == "lte-fast":
+            decoder = _lte_fast_decoder(args)
+            return {"decoder": decoder, "encoder": encoder, "scale_max": OFFICIAL_SCALE_MAX}
         decoder = dict(_OFFICIAL_DECODER_DEFAULTS[name])
         if "imnet_spec" in args:
             path = "model.args.imnet_spec"
@@ -409,6 +418,86 @@ def _official_description(spec: Any, where: str) -> dict[str, Any]:
     except FieldError as err:
         raise UserError(f"{where}: {err}") from None
     return {"decoder": decoder, "encoder": encoder, "scale_max": OFFICIAL_SCALE_MAX}
+
+
+# --- LTE+ (the "lte-fast" release) ------------------------------------------------------------------
+
+#: The released layouts :func:`official_state` can write: ``standard`` is each decoder's own
+#: release (``lte``, ``liif``, ``metasr``); ``lte-fast`` is LTE with its MLP as 1x1 convolutions.
+OFFICIAL_LAYOUTS = ("standard", "lte-fast")
+#: ``lte-fast``'s constructor defaults (``num_layer``, ``hidden_dim``, ``out_dim``).
+_LTE_FAST_DEFAULTS = {"num_layer": 3, "hidden_dim": 256, "out_dim": 3}
+_LTE_FAST_LAYER = re.compile(r"^layers\.(\d+)\.(weight|bias)$")
+
+
+def _lte_fast_decoder(args: Mapping[str, Any]) -> dict[str, Any]:
+    """Our LTE decoder description for ``lte-fast`` args (already checked to be allow-listed).
+
+    The released class uses ``hidden_dim`` both for the Fourier features and for each of its
+    ``num_layer`` hidden 1x1 convolutions, so the MLP is ``[hidden_dim] * num_layer``.
+    """
+    merged = {**_LTE_FAST_DEFAULTS, **args}
+    hidden = int_field(2, 4096, even=True)(merged["hidden_dim"], "model.args.hidden_dim")
+    layers = int_field(1, 32)(merged["num_layer"], "model.args.num_layer")
+    if int_field(1, 4096)(merged["out_dim"], "model.args.out_dim") != 3:
+        raise FieldError("model.args.out_dim", f"must be 3 (RGB), got {merged['out_dim']}")
+    return {"kind": "lte", "hidden_dim": hidden, "mlp_hidden": [hidden] * layers}
+
+
+def _from_lte_fast_keys(sd: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``lte-fast`` weights in the ``lte`` release's names: ``layers.N`` -> ``imnet.layers.N``.
+
+    A 1x1 convolution over channels is a Linear layer: weights ``(out, in, 1, 1)`` become
+    ``(out, in)``. Any other shape is passed on unchanged, so the shape check names it.
+    """
+    stray = [k for k in sd if isinstance(k, str) and k.startswith("imnet.")]
+    if stray:
+        raise UserError(
+            f"{where} has weights this model does not use: {_listing(stray)} "
+            "(an lte-fast release holds its MLP under layers.*)"
+        )
+    out: dict[str, Any] = {}
+    for key, value in sd.items():
+        if isinstance(key, str) and _LTE_FAST_LAYER.match(key):
+            if isinstance(value, torch.Tensor) and value.dim() == 4 and value.shape[2:] == (1, 1):
+                value = value.flatten(1)
+            key = f"imnet.{key}"
+        out[key] = value
+    return out
+
+
+def _lte_fast_args(decoder: Mapping[str, Any]) -> dict[str, Any]:
+    """``lte-fast``'s ``num_layer``/``hidden_dim``/``out_dim`` for an LTE decoder description.
+
+    Raises:
+        UserError: not an LTE decoder, or an MLP the released class cannot build (it ties every
+            hidden width to ``hidden_dim``).
+    """
+    if decoder["kind"] != "lte":
+        raise UserError(
+            f"layout 'lte-fast' holds LTE models only, and this model's decoder is "
+            f"{decoder['kind']}: export it with the standard layout"
+        )
+    hidden, mlp = decoder["hidden_dim"], list(decoder["mlp_hidden"])
+    if any(width != hidden for width in mlp):
+        raise UserError(
+            f"layout 'lte-fast' needs every MLP hidden width equal to hidden_dim ({hidden}), as "
+            f"the released class builds it; this LTE has mlp_hidden {mlp}: export it with the "
+            "standard layout"
+        )
+    return {"num_layer": len(mlp), "hidden_dim": hidden, "out_dim": 3}
+
+
+def _to_lte_fast_keys(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`_from_lte_fast_keys`: ``imnet.layers.N`` -> ``layers.N``, (out, in, 1, 1)."""
+    out = {}
+    for key, value in sd.items():
+        if key.startswith("imnet.layers."):
+            key = key.removeprefix("imnet.")
+            if value.dim() == 2:
+                value = value.reshape(*value.shape, 1, 1)
+        out[key] = value
+    return out
 
 
 def _to_model_keys(official_sd: Mapping[str, Any]) -> dict[str, Any]:
@@ -512,7 +601,11 @@ def load_checkpoint(
         description = _official_description(obj["model"], where)
         spec = ModelSpec.from_dict(description, where)
         sd = _state_dict(obj["model"]["sd"], where, "model.sd")
-        loaded = LoadedModel(_build(spec, _to_model_keys(sd), p), "official", p, spec)
+        release = obj["model"]["name"]
+        if release == "lte-fast":
+            sd = _from_lte_fast_keys(sd, where)
+        model = _build(spec, _to_model_keys(sd), p)
+        loaded = LoadedModel(model, "official", p, spec, release)
     else:
         raise UserError(
             f"'{p}' is not an LTE/LIIF/Meta-SR checkpoint: expected an official release "
@@ -565,12 +658,24 @@ def _official_encoder_spec(encoder: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
-def official_state(model: SRModel) -> dict[str, Any]:
+def check_layout(layout: Any) -> str:
+    """``layout`` if it is one of :data:`OFFICIAL_LAYOUTS`, else a one-line UserError."""
+    if not isinstance(layout, str) or layout not in OFFICIAL_LAYOUTS:
+        raise UserError(
+            f"layout {layout!r} is not an official layout: use one of {', '.join(OFFICIAL_LAYOUTS)}"
+        )
+    return layout
+
+
+def official_state(model: SRModel, layout: str = "standard") -> dict[str, Any]:
     """The ``{"model": {"name", "args", "sd"}}`` dict of an official release holding ``model``'s weights.
 
     Names and arguments come from ``model.describe()``. A configuration the released code cannot
     express (e.g. ``scale_max`` other than 4, a Meta-SR MLP other than ``[256]``) is refused.
+    ``layout="lte-fast"`` writes an LTE model as the ``lte-fast`` release (EDSR-baseline-LTE+): the
+    same weights, its MLP as 1x1 convolutions under ``layers.*``.
     """
+    check_layout(layout)
     description = model.describe()
     spec = ModelSpec.from_dict(description, "model to export")
     decoder = spec.decoder.to_dict()
@@ -580,6 +685,11 @@ def official_state(model: SRModel) -> dict[str, Any]:
             f"assumes {OFFICIAL_SCALE_MAX:g}): save it as an lte checkpoint"
         )
     args: dict[str, Any] = {"encoder_spec": _official_encoder_spec(spec.encoder.to_dict())}
+    if layout == "lte-fast":
+        args |= _lte_fast_args(decoder)
+        sd = _to_lte_fast_keys(_to_official_keys(model.state_dict()))
+        sd.update(_recomputable_buffers(spec.encoder.to_dict()))
+        return {"model": {"name": "lte-fast", "args": args, "sd": sd}}
     name = decoder["kind"]
     if name in ("lte", "liif"):
         hidden = list(decoder["mlp_hidden"])
@@ -625,15 +735,25 @@ def _recomputable_buffers(encoder: Mapping[str, Any]) -> dict[str, torch.Tensor]
     return extra
 
 
-def save_official(model: SRModel, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+def save_official(
+    model: SRModel,
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    layout: str = "standard",
+) -> None:
     """Write ``model`` as an official-format ``.pth`` (atomically), loadable by the released code.
 
+    ``layout``: ``standard`` (the decoder's own release) or ``lte-fast`` (LTE+, LTE models only).
+
     Raises:
-        UserError: ``path`` exists and ``overwrite`` is false, or the model has no official form.
+        UserError: ``path`` exists and ``overwrite`` is false, or the model has no official form
+            in ``layout``.
     """
     p = Path(path)
+    check_layout(layout)
     _refuse_overwrite(p, overwrite)
-    atomic_save(official_state(model), p)
+    atomic_save(official_state(model, layout), p)
 
 
 def save_lte(model: SRModel, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
@@ -644,22 +764,26 @@ def save_lte(model: SRModel, path: str | os.PathLike[str], *, overwrite: bool = 
     atomic_save({"state_dict": sd, "lte": checkpoint_metadata(model)}, p)
 
 
+#: What :func:`convert_checkpoint` (``scripts/convert_checkpoint.py --to``) can write.
+CONVERT_TARGETS = ("lte", "official", "lte-fast")
+
+
 def convert_checkpoint(
     src: str | os.PathLike[str], dst: str | os.PathLike[str], to: str = "lte"
 ) -> LoadedModel:
     """Rewrite any readable checkpoint (format 1, 2 or an official release) as ``to`` at ``dst``.
 
     ``to="lte"`` writes the current format; a Lightning checkpoint keeps every other entry (optimizer
-    state, loops), so training can still resume from it. ``to="official"`` writes the released layout.
-    ``dst`` is never overwritten.
+    state, loops), so training can still resume from it. ``to="official"`` writes the released layout,
+    ``to="lte-fast"`` the ``lte-fast`` release of an LTE model (LTE+). ``dst`` is never overwritten.
     """
     source, target = Path(src), Path(dst)
-    if to not in ("lte", "official"):
-        raise UserError(f"--to must be 'lte' or 'official', got {to!r}")
+    if to not in CONVERT_TARGETS:
+        raise UserError(f"--to must be one of {', '.join(CONVERT_TARGETS)}, got {to!r}")
     _refuse_overwrite(target, False)
     loaded = load_checkpoint(source)
-    if to == "official":
-        save_official(loaded.model, target)
+    if to in ("official", "lte-fast"):
+        save_official(loaded.model, target, layout="standard" if to == "official" else to)
     elif loaded.source == "official":
         save_lte(loaded.model, target)
     else:

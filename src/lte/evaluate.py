@@ -55,13 +55,18 @@ class EvalSettings:
         chunk: queries per decoder call; bounds memory, never changes a result.
         tile: LR tile side for the encoder: ``0`` the whole image (the papers), ``None`` picked
             from free memory; SwinIR is never tiled.
+        fast: LTE+'s "fast" evaluation: the whole image encoded at once and the whole HR grid
+            queried in one decoder call (``chunk`` unused). Same results, memory grows with H·W.
     """
 
     scales: tuple[float, ...]
     chunk: int = DEFAULT_CHUNK
     tile: int | None = 0
+    fast: bool = False
 
-    def __init__(self, scales: Any, chunk: Any = DEFAULT_CHUNK, tile: Any = 0) -> None:
+    def __init__(
+        self, scales: Any, chunk: Any = DEFAULT_CHUNK, tile: Any = 0, fast: Any = False
+    ) -> None:
         object.__setattr__(self, "scales", _check_scales(scales))
         if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk <= 0:
             raise UserError(
@@ -72,8 +77,16 @@ class EvalSettings:
             raise UserError(
                 f"eval.tile={tile} must be 0 (whole image), null (automatic) or a tile side > 0"
             )
+        if not isinstance(fast, bool):
+            raise UserError(f"eval.fast={fast} must be true or false")
+        if fast and tile:
+            raise UserError(
+                f"eval.fast=true queries the whole image in one call and cannot tile it: drop "
+                f"eval.tile={tile} (or set eval.tile=0)"
+            )
+        object.__setattr__(self, "fast", fast)
         object.__setattr__(self, "chunk", chunk)
-        object.__setattr__(self, "tile", tile)
+        object.__setattr__(self, "tile", 0 if fast else tile)
 
 
 def _check_scales(value: Any) -> tuple[float, ...]:
@@ -128,6 +141,7 @@ def super_resolve(
     *,
     chunk: int = DEFAULT_CHUNK,
     tile: int | None = 0,
+    fast: bool = False,
 ) -> Tensor:
     """Predict the ``out_hw`` HR image of ``lr`` (``(B, 3, h, w)`` in [0, 1]) as the test protocol does.
 
@@ -142,6 +156,7 @@ def super_resolve(
     ``tile`` is the LR tile side for encoding (``0``: the whole image, as the papers do; ``None``:
     picked from free memory). Tiles agree with the whole image to float round-off for convolutional
     encoders; SwinIR's attention sees the whole padded image in the protocol, so it is never tiled.
+    ``fast`` (LTE+'s evaluation) encodes the whole image and queries the whole grid in one call.
     """
     inp = normalize(lr)
     grid = out_hw
@@ -150,6 +165,8 @@ def super_resolve(
         hp, wp = inp.shape[-2:]
         grid = (round(scale * hp), round(scale * wp))
         tile = 0
+    if fast:  # one decoder call for the whole grid: no chunks, no tiles
+        chunk, tile = grid[0] * grid[1], 0
     # The one call into the model: predict sizes the cell from grid / LR and model.scale_max. For
     # the protocol's integer scales that is exactly the papers' 2/(s·h) · max(s / scale_max, 1).
     with torch.no_grad():
@@ -178,6 +195,7 @@ def score_image(
     *,
     chunk: int = DEFAULT_CHUNK,
     tile: int | None = 0,
+    fast: bool = False,
     device: torch.device | str = "cpu",
     name: str = "image",
 ) -> ImageScore:
@@ -195,7 +213,7 @@ def score_image(
         )
     lr_t = to_tensor(lr).unsqueeze(0).to(device)  # (1, 3, h, w)
     gt = to_tensor(hr).unsqueeze(0).to(device)  # (1, 3, H, W)
-    pred = super_resolve(model, lr_t, (h, w), scale, chunk=chunk, tile=tile)
+    pred = super_resolve(model, lr_t, (h, w), scale, chunk=chunk, tile=tile, fast=fast)
     p = float(psnr_protocol(pred, gt, scale, protocol)[0])
     if min(h, w) - 2 * border >= SSIM_WINDOW:
         s = float(ssim_protocol(pred, gt, scale, protocol)[0])
@@ -247,6 +265,7 @@ def evaluate_testset(
                 testset.protocol,
                 chunk=settings.chunk,
                 tile=settings.tile,
+                fast=settings.fast,
                 device=device,
                 name=name,
             )

@@ -195,7 +195,9 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
 
     if OmegaConf.is_missing(cfg, "ckpt") or not cfg.ckpt:
         raise UserError("ckpt is not set: pass ckpt=PATH (an official .pth or an lte checkpoint)")
-    settings = EvalSettings(cfg.scales, cfg.eval.chunk, cfg.eval.get("tile", 0))
+    settings = EvalSettings(
+        cfg.scales, cfg.eval.chunk, cfg.eval.get("tile", 0), cfg.eval.get("fast", False)
+    )
     if cfg.results_file:
         results_file = check_results_file(str(cfg.results_file))
     else:

@@ -96,6 +96,7 @@ class SRDataModule(L.LightningDataModule):
         inp_size: LR patch side for training (48).
         scale_min, scale_max: training scales ``U(scale_min, scale_max)`` (1, 4).
         sample_q: HR query pixels per training sample (2304).
+        sampler: ``random`` (queries as a list) or ``fast`` (LTE+: an ``inp_size²`` grid).
         augment: random flips and transpose in training.
         batch_size: GLOBAL training batch (16); per device ``batch_size / world_size``.
         repeat: times each training image is seen per epoch (DIV2K recipe: 20).
@@ -117,6 +118,7 @@ class SRDataModule(L.LightningDataModule):
         scale_min: float = 1.0,
         scale_max: float = 4.0,
         sample_q: int = 2304,
+        sampler: str = "random",
         augment: bool = True,
         batch_size: int = 16,
         repeat: int = 1,
@@ -133,7 +135,7 @@ class SRDataModule(L.LightningDataModule):
         super().__init__()
         # Every option is checked here, once, so a typo fails before any folder is scanned or
         # any model is built, with the option's name in a one-line message.
-        check_sampling(inp_size, scale_min, scale_max, sample_q, repeat)
+        check_sampling(inp_size, scale_min, scale_max, sample_q, repeat, sampler)
         check_cache(cache, cache_dir)
         if isinstance(val_scales, str) or not isinstance(val_scales, Sequence):
             raise UserError(
@@ -151,6 +153,7 @@ class SRDataModule(L.LightningDataModule):
         self.scale_min = float(scale_min)
         self.scale_max = float(scale_max)
         self.sample_q = int(sample_q)
+        self.sampler = sampler
         self.augment = bool_option("augment", augment)
         self.batch_size = int_option("batch_size", batch_size, 1, " (the global batch)")
         self.repeat = int(repeat)
@@ -216,6 +219,7 @@ class SRDataModule(L.LightningDataModule):
                 sample_q=self.sample_q,
                 augment=self.augment,
                 repeat=self.repeat,
+                sampler=self.sampler,
             )
         if stage in (None, "fit", "validate") and self.val_sets is None:
             largest = max([self.scale_max, *self.val_scales])

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from lte.data.sampling import train_sample, val_sample
+from lte.data.sampling import grid_train_sample, train_sample, val_sample
 from lte.data.store import ImageStore
 from lte.errors import UserError
 
@@ -30,6 +30,8 @@ class RandomScaleDataset(Dataset):
         sample_q: HR query pixels per sample (2304).
         augment: random flips and transpose.
         repeat: times each image is seen per epoch (20 for DIV2K).
+        sampler: ``random`` (queries as a list) or ``fast`` (LTE+: ``sample_q = inp_size²``
+            queries as an ``inp_size × inp_size`` grid, :func:`~lte.data.sampling.grid_train_sample`).
     """
 
     def __init__(
@@ -42,8 +44,10 @@ class RandomScaleDataset(Dataset):
         sample_q: int = 2304,
         augment: bool = True,
         repeat: int = 1,
+        sampler: str = "random",
     ) -> None:
-        check_sampling(inp_size, scale_min, scale_max, sample_q, repeat)
+        check_sampling(inp_size, scale_min, scale_max, sample_q, repeat, sampler)
+        self.sampler = sampler
         self.store = store
         self.inp_size = inp_size
         self.scale_min = float(scale_min)
@@ -57,6 +61,14 @@ class RandomScaleDataset(Dataset):
 
     def __getitem__(self, idx: int) -> dict[str, Tensor]:
         img = self.store.get(idx % len(self.store))
+        if self.sampler == "fast":
+            return grid_train_sample(
+                img,
+                inp_size=self.inp_size,
+                scale_min=self.scale_min,
+                scale_max=self.scale_max,
+                augment_flips=self.augment,
+            )
         return train_sample(
             img,
             inp_size=self.inp_size,
@@ -94,8 +106,17 @@ def bool_option(name: str, value: object) -> bool:
     return value
 
 
+#: ``data.sampler``: ``random`` (the LTE/LIIF recipe) or ``fast`` (LTE+'s grid of queries).
+SAMPLERS = ("random", "fast")
+
+
 def check_sampling(
-    inp_size: int, scale_min: float, scale_max: float, sample_q: int, repeat: int = 1
+    inp_size: int,
+    scale_min: float,
+    scale_max: float,
+    sample_q: int,
+    repeat: int = 1,
+    sampler: str = "random",
 ) -> None:
     """Reject sampler settings that cannot work, naming the option."""
     inp_size = int_option("inp_size", inp_size, 1, " (LR patch side in pixels)")
@@ -107,6 +128,13 @@ def check_sampling(
         )
     smallest = round(inp_size * scale_min) ** 2
     sample_q = int_option("sample_q", sample_q, 1)
+    if not isinstance(sampler, str) or sampler not in SAMPLERS:
+        raise UserError(f"data.sampler={sampler!r} must be one of {', '.join(SAMPLERS)}")
+    if sampler == "fast" and sample_q != inp_size * inp_size:
+        raise UserError(
+            f"data.sampler=fast lays the queries out as an inp_size x inp_size grid: "
+            f"data.sample_q={sample_q} must be {inp_size * inp_size} (data.inp_size={inp_size} squared)"
+        )
     if sample_q > smallest:
         raise UserError(
             f"data.sample_q={sample_q} must be between 1 and {smallest}, the pixels of the smallest "

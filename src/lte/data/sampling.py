@@ -4,8 +4,9 @@ Training (SPEC.md, "Training recipe"): per sample a scale ``s ~ U(scale_min, sca
 crop of ``round(inp_size · s)`` px at a random position, its LR by PIL's antialiased bicubic on the
 8-bit crop (:func:`lte.data.resize.downsample_pil`, the same function ``make_lr.py`` uses), random
 flips and transpose applied to LR and HR alike, then ``sample_q`` HR pixels drawn without
-replacement as queries. Validation uses the same recipe with every random choice fixed in advance
-and all HR pixels as queries.
+replacement as queries. LTE+'s sampler (:func:`grid_train_sample`) is the same draw with the
+queries laid out as an ``inp_size × inp_size`` grid. Validation uses the same recipe with every
+random choice fixed in advance and all HR pixels as queries.
 
 Randomness comes from a ``torch.Generator`` (or torch's global RNG, which DataLoader seeds per
 worker), so a seed reproduces every sample.
@@ -98,6 +99,44 @@ def train_sample(
         "cell": make_cell((size_hr, size_hr), sample_q),
         "gt": normalize(gt),
         "scale": torch.tensor(size_hr / inp_size, dtype=torch.float32),
+    }
+
+
+def grid_train_sample(
+    img: np.ndarray,
+    *,
+    inp_size: int,
+    scale_min: float,
+    scale_max: float,
+    augment_flips: bool = True,
+    generator: torch.Generator | None = None,
+) -> dict[str, Tensor]:
+    """LTE+'s training sample ("sr-implicit-downsampled-fast", ``data.sampler=fast``).
+
+    The very draw of :func:`train_sample` with ``inp_size²`` queries (same scale, crop, flips and
+    pixels for the same random state), laid out as an ``inp_size × inp_size`` grid of queries with
+    one cell per image, which is how the released LTE+ code batches its queries.
+
+    Returns:
+        ``inp`` (3, n, n), ``coord`` (n, n, 2), ``cell`` (2,) = (2/H_hr, 2/W_hr), ``gt`` (n, n, 3)
+        (channel-last like ``coord``), ``scale`` (); ``n = inp_size``.
+    """
+    n = inp_size
+    flat = train_sample(
+        img,
+        inp_size=inp_size,
+        scale_min=scale_min,
+        scale_max=scale_max,
+        sample_q=n * n,
+        augment_flips=augment_flips,
+        generator=generator,
+    )
+    return {
+        "inp": flat["inp"],
+        "coord": flat["coord"].reshape(n, n, 2),
+        "cell": flat["cell"][0].clone(),
+        "gt": flat["gt"].reshape(n, n, 3),
+        "scale": flat["scale"],
     }
 
 

@@ -126,8 +126,11 @@ class SRLitModule(L.LightningModule):
         A NaN/Inf loss on any rank skips the step on every rank (so DDP's gradient all-reduce stays
         in step) with a warning; ``max_bad_steps`` of them in a row stop training.
         """
-        pred = self.net(batch["inp"], batch["coord"], batch["cell"])  # (B, Q, 3)
-        loss = self.loss_fn(pred, batch["gt"])
+        coord, cell, gt = batch["coord"], batch["cell"], batch["gt"]
+        if coord.dim() == 4:  # LTE+'s grid batches (data.sampler=fast): (B, n, n, 2), cell (B, 2)
+            coord, cell, gt = coord.flatten(1, 2), cell.unsqueeze(1), gt.flatten(1, 2)
+        pred = self.net(batch["inp"], coord, cell)  # (B, Q, 3)
+        loss = self.loss_fn(pred, gt)
         bad = self.trainer.strategy.reduce_boolean_decision(
             not bool(torch.isfinite(loss)), all=False
         )
