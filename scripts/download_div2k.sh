@@ -2,10 +2,13 @@
 # Download DIV2K (Agustsson & Timofte, NTIRE 2017) from its official site and unpack it into
 #   ${LTE_DATA:-./load}/DIV2K_train_HR/0001.png ... 0800.png
 #   ${LTE_DATA:-./load}/DIV2K_valid_HR/0801.png ... 0900.png
+#   ${LTE_DATA:-./load}/DIV2K_train_LR_bicubic/X{2,3,4}/0001x{2,3,4}.png ...
 #   ${LTE_DATA:-./load}/DIV2K_valid_LR_bicubic/X{2,3,4}/0801x{2,3,4}.png ...
 #
-# Usage: scripts/download_div2k.sh [--valid-only] [--keep-archives]
-#   --valid-only     skip the 3.3 GB training set (evaluation only needs the validation set)
+# Usage: scripts/download_div2k.sh [--valid-only] [--no-train-lr] [--keep-archives]
+#   --valid-only     skip the training set, HR and LR (evaluation only needs the validation set)
+#   --no-train-lr    skip the 1.6 GB of training LR x2/x3/x4 (only data=div2k_paired, the
+#                    fixed-scale baselines, reads them; data=div2k makes its LR on the fly)
 #   --keep-archives  keep the .zip files in ${LTE_DATA}/archives after unpacking
 # Environment: LTE_DATA (target root, default ./load), DIV2K_BASE_URL (a mirror of the official
 # folder, default http://data.vision.ee.ethz.ch/cvl/DIV2K).
@@ -13,20 +16,23 @@
 # Downloads resume (curl -C - / wget -c) and finished steps are skipped, so re-running after an
 # interruption is safe. Verification: no official checksums are published, so every archive is
 # tested member by member against the CRC-32s stored inside the zip (unzip -t), the unpacked
-# image counts are checked (800 / 100 / 100 per scale), and the archives' sha256 are written to
-# archives/SHA256SUMS on the first download and checked against it on every later run.
+# image counts are checked (train 800 HR and 800 LR per scale, valid 100 and 100 per scale), and
+# the archives' sha256 are written to archives/SHA256SUMS on the first download and checked
+# against it on every later run.
 set -euo pipefail
 
 BASE_URL="${DIV2K_BASE_URL:-http://data.vision.ee.ethz.ch/cvl/DIV2K}"
 ROOT="${LTE_DATA:-./load}"
 ARCHIVES="$ROOT/archives"
 VALID_ONLY=0
+TRAIN_LR=1
 KEEP=0
 for arg in "$@"; do
   case "$arg" in
     --valid-only) VALID_ONLY=1 ;;
+    --no-train-lr) TRAIN_LR=0 ;;
     --keep-archives) KEEP=1 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "error: unknown option '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -86,9 +92,15 @@ get() { # get ARCHIVE_NAME TARGET_DIR EXPECTED_COUNT
 mkdir -p "$ROOT"
 if [ "$VALID_ONLY" = 0 ]; then
   get DIV2K_train_HR.zip DIV2K_train_HR 800
+  if [ "$TRAIN_LR" = 1 ]; then
+    for s in 2 3 4; do
+      get "DIV2K_train_LR_bicubic_X$s.zip" "DIV2K_train_LR_bicubic/X$s" 800
+    done
+  fi
 fi
 get DIV2K_valid_HR.zip DIV2K_valid_HR 100
 for s in 2 3 4; do
   get "DIV2K_valid_LR_bicubic_X$s.zip" "DIV2K_valid_LR_bicubic/X$s" 100
 done
-echo "DIV2K is ready under $ROOT (train with data=div2k; set LTE_DATA=$ROOT if it is not ./load)"
+echo "DIV2K is ready under $ROOT (train with data=div2k, or data=div2k_paired data.scale=2 for the"
+echo "fixed-scale baselines; set LTE_DATA=$ROOT if it is not ./load)"

@@ -7,6 +7,11 @@ way the shipped DIV2K and benchmark ×2/×3/×4 LR images were made. The output 
 layout, so :func:`lte.data.layouts.pair_by_name` pairs it with the HR folder.
 
     python scripts/make_lr.py --hr data/sample/val --out /tmp/sample_LR --scales 2,3,4
+
+For ``data=paired`` (the fixed-scale baselines' recipe, like DIV2K's shipped LR sets):
+
+    python scripts/make_lr.py --hr data/sample/train --out /tmp/sample_LR/train --kernel matlab
+    python scripts/make_lr.py --hr data/sample/val --out /tmp/sample_LR/val --kernel matlab
 """
 
 from __future__ import annotations
@@ -31,9 +36,29 @@ def parse_scales(text: str) -> list[float]:
     return scales
 
 
-def make_lr_folder(hr_dir: Path, out_dir: Path, scales: list[float], kernel: str) -> int:
-    """Write the LR images of every HR image in ``hr_dir``; returns how many files were written."""
+def make_lr_folder(
+    hr_dir: Path, out_dir: Path, scales: list[float], kernel: str, *, overwrite: bool = False
+) -> int:
+    """Write the LR images of every HR image in ``hr_dir``; returns how many files were written.
+
+    LR files already in ``out_dir`` are a user's work (perhaps made with the other kernel): they
+    are refused up front, before anything is written, unless ``overwrite``.
+    """
     files = list_images(hr_dir)
+    if not overwrite:
+        existing = [
+            out_dir / f"X{format_scale(s)}" / f"{f.stem}x{format_scale(s)}.png"
+            for s in scales
+            for f in files
+        ]
+        existing = [p for p in existing if p.exists()]
+        if existing:
+            more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+            verb = "exist" if more else "exists"
+            raise UserError(
+                f"'{existing[0]}'{more} already {verb}: pass --overwrite to replace them, or "
+                "choose another --out"
+            )
     written = 0
     for s in scales:
         (out_dir / f"X{format_scale(s)}").mkdir(parents=True, exist_ok=True)
@@ -61,8 +86,13 @@ def main(argv: list[str] | None = None) -> None:
         default="pil",
         help="pil: the training protocol (default); matlab: like the shipped benchmark LR images",
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace LR files that already exist in --out"
+    )
     args = parser.parse_args(argv)
-    n = make_lr_folder(args.hr, args.out, parse_scales(args.scales), args.kernel)
+    n = make_lr_folder(
+        args.hr, args.out, parse_scales(args.scales), args.kernel, overwrite=args.overwrite
+    )
     print(f"wrote {n} LR images under {args.out}")
 
 

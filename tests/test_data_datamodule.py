@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -15,6 +17,7 @@ from omegaconf.errors import MissingMandatoryValue
 from PIL import Image
 
 from lte.data.datamodule import SRDataModule, checkout_root
+from lte.data.paired import PairedDataModule
 from lte.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,11 +234,21 @@ def test_experiments_hold_only_what_they_change(name: str) -> None:
     # And the experiment still composes to its recipe.
     cfg = compose_train([f"experiment={name}"])
     swinir = "swinir" in name
-    assert cfg.data.train_dir == f"{cfg.paths.data_dir}/DIV2K_train_HR"
-    assert (cfg.data.batch_size, cfg.data.repeat, cfg.data.scale_max) == (
+    root = cfg.paths.data_dir
+    if cfg.data._target_ == "lte.data.paired.PairedDataModule":  # fixed-scale rows: DIV2K pairs
+        s = cfg.data.scale
+        assert name.endswith(f"_x{s}")
+        assert cfg.data.train_hr_dir == f"{root}/DIV2K_train_HR"
+        assert cfg.data.train_lr_dir == f"{root}/DIV2K_train_LR_bicubic/X{s}"
+        assert cfg.data.val_lr_dir == f"{root}/DIV2K_valid_LR_bicubic/X{s}"
+        assert cfg.data.scale_max == cfg.model.scale_max == s
+    else:
+        assert cfg.data.train_dir == f"{root}/DIV2K_train_HR"
+        assert cfg.data.scale_max == 4
+    assert (cfg.data.batch_size, cfg.data.repeat, cfg.data.inp_size) == (
         32 if swinir else 16,
         20,
-        4,
+        48,
     )
     assert cfg.optimizer.lr == (2e-4 if swinir else 1e-4)
     assert list(cfg.scheduler.milestones) == (
@@ -330,3 +343,165 @@ def test_memory_cache_shared_with_workers() -> None:
     dm.setup("fit")
     assert dm.train_set.store._flat.is_shared()
     assert next(iter(dm.train_dataloader()))["inp"].shape == (2, 3, 48, 48)
+
+
+# --- paired data (data=paired, data=div2k_paired): the same one-line rule ------------------------
+
+
+def paired_folders(root: Path) -> dict[str, Path]:
+    """Two HR images (200x150, 150x120) and their x2 LR (DIV2K names), for train and val."""
+    rng = np.random.default_rng(0)
+    dirs = {}
+    for split in ("train", "val"):
+        hr_dir, lr_dir = root / split / "HR", root / split / "X2"
+        hr_dir.mkdir(parents=True)
+        lr_dir.mkdir(parents=True)
+        for name, (w, h) in (("a", (200, 150)), ("b", (150, 120))):
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
+                hr_dir / f"{name}.png"
+            )
+            Image.new("RGB", (w // 2, h // 2)).save(lr_dir / f"{name}x2.png")
+        dirs[f"{split}_hr_dir"], dirs[f"{split}_lr_dir"] = hr_dir, lr_dir
+    return dirs
+
+
+def make_paired(root: Path, **kw: object) -> PairedDataModule:
+    args = paired_folders(root) | {"scale": 2, "inp_size": 32, "val_inp_size": 32} | kw
+    return PairedDataModule(**args)  # type: ignore[arg-type]
+
+
+PAIRED_BAD_OPTIONS = [
+    # (option, value, the one-line message): raised by the constructor, before any folder is read
+    ("scale", 2.5, r"^data\.scale=2\.5 must be a whole number >= 2 \(the LR/HR pairs' integer "),
+    ("scale", 3.0, r"^data\.scale=3\.0 must be a whole number >= 2"),
+    ("scale", 1, r"^data\.scale=1 must be a whole number >= 2"),
+    ("scale", "2", r"^data\.scale='2' must be a whole number >= 2"),
+    ("scale", True, r"^data\.scale=True must be a whole number >= 2"),
+    (
+        "scale_max",
+        4,
+        r"^data\.scale_max=4 differs from data\.scale=2: paired data trains at its one scale; "
+        r"set data\.scale only$",
+    ),
+    ("scale_min", 1, r"^data\.scale_min=1 differs from data\.scale=2"),
+    ("inp_size", 0, r"^data\.inp_size=0 must be a whole number >= 1 \(LR patch side in pixels\)$"),
+    ("batch_size", 0, r"^data\.batch_size=0 must be a whole number >= 1"),
+    ("cache", "bogus", r"^data\.cache 'bogus' is unknown"),
+]
+
+
+@pytest.mark.parametrize(("option", "value", "message"), PAIRED_BAD_OPTIONS)
+def test_paired_bad_option_is_one_named_line(
+    option: str, value: object, message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(UserError, match=message) as err:
+        make_paired(tmp_path, **{option: value})
+    assert "\n" not in str(err.value)
+
+
+def _resize_lr(d: dict[str, Path]) -> dict[str, object]:
+    Image.new("RGB", (99, 75)).save(d["train_lr_dir"] / "ax2.png")  # HR 200x150 needs 100x75
+    return {}
+
+
+def _x3_lr(d: dict[str, Path]) -> dict[str, object]:
+    Image.new("RGB", (66, 50)).save(d["train_lr_dir"] / "ax2.png")  # the x3 LR under an x2 name
+    return {}
+
+
+def _missing_lr(d: dict[str, Path]) -> dict[str, object]:
+    (d["val_lr_dir"] / "bx2.png").unlink()
+    return {}
+
+
+def _small_lr(d: dict[str, Path]) -> dict[str, object]:
+    return {"inp_size": 64}  # b's LR is 75x60
+
+
+def _small_val_lr(d: dict[str, Path]) -> dict[str, object]:
+    return {"val_inp_size": 61}
+
+
+def _no_lr_folder(d: dict[str, Path]) -> dict[str, object]:
+    return {"train_lr_dir": d["train_lr_dir"].parent / "X4"}
+
+
+def _div2k_hr_missing(d: dict[str, Path]) -> dict[str, object]:
+    return {"train_hr_dir": d["train_hr_dir"].parent / "DIV2K_train_HR"}
+
+
+PAIRED_BAD_FOLDERS = [
+    # (what to break, the one-line message): raised by setup, from the headers, before any step
+    (
+        _resize_lr,
+        r"^LR '.*train/X2/ax2\.png' is 99x75 but its HR '.*train/HR/a\.png' \(200x150\) needs "
+        r"100x75 at x2 \(floor\(HR/2\)\): remake the LR with scripts/make_lr\.py --scales 2 "
+        r"\(docs/data\.md\)$",
+    ),
+    (
+        _x3_lr,
+        r"^LR '.*ax2\.png' is 66x50 but its HR '.*a\.png' \(200x150\) needs 100x75 at x2 "
+        r"\(floor\(HR/2\)\): the pair is x3: set data\.scale=3 or use the X2 LR folder$",
+    ),
+    (
+        _missing_lr,
+        r"^HR '.*val/HR/b\.png' has no x2 LR in data\.val_lr_dir '.*val/X2' \(looked for bx2\.png "
+        r"or b\.png\): point data\.val_lr_dir at the X2 LR folder, or make it with python "
+        r"scripts/make_lr\.py --hr .*val/HR --out OUT --scales 2 --kernel matlab and set "
+        r"data\.val_lr_dir=OUT/X2 \(docs/data\.md\)$",
+    ),
+    (
+        _small_lr,
+        r"^LR '.*train/X2/bx2\.png' \(75x60\) is smaller than the 64x64 LR crop "
+        r"\(data\.inp_size=64\): use larger images or lower data\.inp_size$",
+    ),
+    (
+        _small_val_lr,
+        r"^LR '.*val/X2/bx2\.png' \(75x60\) is smaller than the 61x61 LR crop "
+        r"\(data\.val_inp_size=61\): use larger images or lower data\.val_inp_size$",
+    ),
+    (
+        _no_lr_folder,
+        r"^image folder '.*train/X4' does not exist: set data\.train_lr_dir to the LR folder, "
+        r"or make it with python scripts/make_lr\.py",
+    ),
+    (
+        _div2k_hr_missing,
+        r"^image folder '.*DIV2K_train_HR' does not exist: set data\.train_hr_dir to an image "
+        r"folder, or run scripts/download_div2k\.sh",
+    ),
+]
+
+
+@pytest.mark.parametrize(("breaks", "message"), PAIRED_BAD_FOLDERS)
+def test_paired_bad_folders_are_one_named_line(
+    breaks: Callable[[dict[str, Path]], dict[str, object]], message: str, tmp_path: Path
+) -> None:
+    dirs = paired_folders(tmp_path / "d")
+    dm = PairedDataModule(  # type: ignore[arg-type]
+        **(dirs | {"scale": 2, "inp_size": 32, "val_inp_size": 32} | breaks(dirs))
+    )
+    with pytest.raises(UserError, match=message) as err:
+        dm.setup("fit")
+    assert "\n" not in str(err.value)
+
+
+def test_paired_presets_compose(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LTE_DATA", str(tmp_path))
+    cfg = compose_train(["data=div2k_paired", "data.scale=3"])
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    assert data["_target_"] == "lte.data.paired.PairedDataModule"
+    assert data["train_hr_dir"] == f"{tmp_path}/DIV2K_train_HR"
+    assert data["train_lr_dir"] == f"{tmp_path}/DIV2K_train_LR_bicubic/X3"
+    assert data["val_lr_dir"] == f"{tmp_path}/DIV2K_valid_LR_bicubic/X3"
+    assert (data["scale_min"], data["scale_max"], cfg.model.scale_max) == (3, 3, 3)
+    assert (data["inp_size"], data["batch_size"], data["repeat"], data["cache"]) == (
+        48,
+        16,
+        20,
+        "disk",
+    )
+    with pytest.raises(UserError, match=r"DIV2K_train_HR' does not exist: .*download_div2k\.sh"):
+        instantiate(cfg.data).setup("fit")
+    with pytest.raises(MissingMandatoryValue):  # no default scale: x2 by accident is no recipe
+        _ = compose_train(["data=paired"]).data.scale

@@ -43,10 +43,19 @@ def run(script: str, env: dict[str, str], *args: str) -> subprocess.CompletedPro
     )
 
 
-def fake_div2k(mirror: Path) -> None:
-    """The official zips' layout: DIV2K_valid_HR/0801.png, DIV2K_valid_LR_bicubic/X2/0801x2.png."""
+def fake_div2k(mirror: Path, *, train: bool = False) -> None:
+    """The official zips' layout: DIV2K_valid_HR/0801.png, DIV2K_valid_LR_bicubic/X2/0801x2.png
+    (and with ``train``, DIV2K_train_HR/0001.png, DIV2K_train_LR_bicubic/X2/0001x2.png)."""
     data = png_bytes()
     mirror.mkdir()
+    if train:
+        with zipfile.ZipFile(mirror / "DIV2K_train_HR.zip", "w") as z:
+            for i in range(1, 801):
+                z.writestr(f"DIV2K_train_HR/{i:04d}.png", data)
+        for s in (2, 3, 4):
+            with zipfile.ZipFile(mirror / f"DIV2K_train_LR_bicubic_X{s}.zip", "w") as z:
+                for i in range(1, 801):
+                    z.writestr(f"DIV2K_train_LR_bicubic/X{s}/{i:04d}x{s}.png", data)
     with zipfile.ZipFile(mirror / "DIV2K_valid_HR.zip", "w") as z:
         for i in range(801, 901):
             z.writestr(f"DIV2K_valid_HR/{i:04d}.png", data)
@@ -78,6 +87,27 @@ def test_div2k_script_offline(tmp_path: Path) -> None:
     bad = run("download_div2k.sh", env, "--valid-only")
     assert bad.returncode != 0 and "DIV2K_valid_HR.zip is damaged" in bad.stderr
     assert run("download_div2k.sh", env, "--nope").returncode == 2
+
+
+def test_div2k_script_fetches_the_training_lr_sets(tmp_path: Path) -> None:
+    # data=div2k_paired reads DIV2K_train_LR_bicubic/X{s}: the full download brings them.
+    mirror = tmp_path / "mirror"
+    fake_div2k(mirror, train=True)
+    root = tmp_path / "load"
+    env = {"LTE_DATA": str(root), "DIV2K_BASE_URL": f"file://{mirror}"}
+    res = run("download_div2k.sh", env)
+    assert res.returncode == 0, res.stderr
+    hr = list_images(root / "DIV2K_train_HR")
+    for s in (2, 3, 4):
+        pairs, unpaired = pair_by_name(hr, root / "DIV2K_train_LR_bicubic" / f"X{s}", s)
+        assert len(pairs) == 800 and not unpaired
+    assert "data=div2k_paired" in res.stdout
+    # --no-train-lr: HR only, as data=div2k needs.
+    other = tmp_path / "hr_only"
+    res = run("download_div2k.sh", {**env, "LTE_DATA": str(other)}, "--no-train-lr")
+    assert res.returncode == 0, res.stderr
+    assert len(list_images(other / "DIV2K_train_HR")) == 800
+    assert not (other / "DIV2K_train_LR_bicubic").exists()
 
 
 def test_benchmarks_script_offline(tmp_path: Path) -> None:

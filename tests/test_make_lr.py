@@ -119,3 +119,21 @@ def test_missing_folder_cli_exit_2() -> None:
     assert res.returncode == 2
     assert res.stderr.startswith("error: ") and "'/no/such/folder' does not exist" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_existing_lr_files_are_refused_unless_overwrite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_inproc("--hr", str(VAL), "--out", str(tmp_path), "--scales", "3")
+    mine = tmp_path / "X3" / "chelseax3.png"
+    save_rgb(np.zeros((4, 4, 3), np.uint8), mine)  # the user's own file, say another kernel's
+    with pytest.raises(SystemExit) as exc:
+        run_inproc("--hr", str(VAL), "--out", str(tmp_path), "--scales", "2,3")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: '") and "chelseax3.png' and 2 more already exist" in err
+    assert "--overwrite" in err
+    assert load_rgb(mine).shape == (4, 4, 3)  # untouched
+    assert not (tmp_path / "X2").exists()  # refused before anything was written
+    run_inproc("--hr", str(VAL), "--out", str(tmp_path), "--scales", "2,3", "--overwrite")
+    assert load_rgb(mine).shape == (100, 150, 3)
