@@ -33,6 +33,7 @@ from lte.models.build import build_model
 from lte.models.decoders import LIIFDecoder
 from lte.models.identity import labels
 from lte.models.spec import ModelSpec
+from lte.results import read_results
 from lte.testsets import FolderSet
 
 OFFICIAL = json.loads((ROOT / "tests" / "data" / "official_checkpoints.json").read_text())["models"]
@@ -52,7 +53,7 @@ def tiny(family: str, s: int) -> SRModel:
         if family == "edsr"
         else RDN(g0=8, n_blocks=2, n_layers=2, growth=4, upscale=s)
     )
-    return SRModel(encoder, NearestDecoder).eval()
+    return SRModel(encoder, NearestDecoder, scale_max=s).eval()
 
 
 def conv(x: Tensor, sd: dict[str, Tensor], name: str) -> Tensor:
@@ -299,6 +300,11 @@ def test_bad_released_fixed_scale_files_are_one_line_errors(
 
 
 def test_export_keeps_the_scale_and_the_mean_shift_buffers() -> None:
+    odd = SRModel(EDSR(n_resblocks=1, n_feats=4, upscale=2), NearestDecoder, scale_max=4.0)
+    with pytest.raises(
+        UserError, match=r"^scale_max 4 cannot be stored in an official fixed-scale"
+    ):
+        official_state(odd)
     state = official_state(tiny("edsr", 3))["model"]
     assert state["args"]["encoder_spec"]["args"]["scale"] == 3
     assert "no_upsampling" not in state["args"]["encoder_spec"]["args"]
@@ -351,15 +357,13 @@ def test_compare_marks_the_other_scales_of_a_fixed_scale_model() -> None:
 def test_upscale_cli_refuses_another_scale(tmp_path: Path) -> None:
     save_lte(tiny("rdn", 2), tmp_path / "x2.ckpt")
     save_rgb(load_rgb(sample_photos()[0])[:20, :30], tmp_path / "in.png")
-    base = [sys.executable, "-m", "lte.upscale", str(tmp_path / "in.png")]
+    base = [str(tmp_path / "in.png")]
     ckpt = ["--ckpt", str(tmp_path / "x2.ckpt"), "--device", "cpu"]
-    ok = subprocess.run([*base, str(tmp_path / "a.png"), *ckpt, "--scale", "2"], capture_output=True, text=True)  # fmt: skip
+    ok = run("lte.upscale", *base, str(tmp_path / "a.png"), *ckpt, "--scale", "2")
     assert ok.returncode == 0, ok.stderr
     assert load_rgb(tmp_path / "a.png").shape == (40, 60, 3)
     for opt in (["--scale", "3"], ["--size", "61x40"]):
-        bad = subprocess.run([*base, str(tmp_path / "b.png"), *ckpt, *opt], capture_output=True, text=True)  # fmt: skip
-        assert bad.returncode == 2
-        (line,) = bad.stderr.strip().splitlines()
+        line = error_line(run("lte.upscale", *base, str(tmp_path / "b.png"), *ckpt, *opt))
         assert f"{opt[0]} {opt[1]}: checkpoint" in line
         assert "fixed-scale model with native scale x2: it only makes 60x40" in line
         assert "use --scale 2" in line
@@ -369,11 +373,12 @@ def test_upscale_cli_refuses_another_scale(tmp_path: Path) -> None:
 # --- end to end ----------------------------------------------------------------------------------
 
 
-def run(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"}
+def run(module: str, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "WANDB_MODE")}
+    env["OMP_NUM_THREADS"] = "1"
     return subprocess.run(
         [sys.executable, "-m", module, *args],
-        cwd=cwd,
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
@@ -381,51 +386,67 @@ def run(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+def error_line(res: subprocess.CompletedProcess) -> str:
+    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    return lines[0]
+
+
 @pytest.mark.slow
 def test_fixed_scale_trains_on_pairs_and_is_tested_at_its_scale_only(tmp_path: Path) -> None:
     """An ``edsr_baseline_x2``-style tiny run on LR/HR pairs of the bundled photos, then ``lte.test``."""
-    paired = ROOT / "src" / "lte" / "conf" / "data" / "paired.yaml"
-    if not paired.is_file():
-        pytest.skip("conf/data/paired.yaml (h3's paired data) is not on this branch yet")
     lr_root = tmp_path / "lr"
-    made = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "make_lr.py"), str(SAMPLE_DIR / "train"), str(lr_root), "--scales", "2"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
+    for part in ("train", "val"):
+        made = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "make_lr.py"), "--hr", str(SAMPLE_DIR / part),
+             "--out", str(lr_root / part), "--scales", "2", "--kernel", "matlab"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+    run_dir = tmp_path / "run"
     train = run(
         "lte.train",
         "experiment=edsr_baseline_x2",
         "encoder=edsr_tiny",
-        "data=paired",
-        f"data.train_dir={SAMPLE_DIR / 'train'}",
-        f"data.val_dir={SAMPLE_DIR / 'val'}",
-        f"data.lr_dir={lr_root}",
+        "data=paired",  # the bundled photos' pairs instead of DIV2K's
+        f"data.train_hr_dir={SAMPLE_DIR / 'train'}",
+        f"data.train_lr_dir={lr_root / 'train' / 'X2'}",
+        f"data.val_hr_dir={SAMPLE_DIR / 'val'}",
+        f"data.val_lr_dir={lr_root / 'val' / 'X2'}",
         "data.inp_size=12",
+        "data.val_inp_size=12",
         "data.batch_size=2",
         "data.repeat=1",
         "data.num_workers=0",
+        "data.pin_memory=false",
+        "data.persistent_workers=false",
+        "data.cache=none",
         "trainer=cpu",
         "trainer.max_epochs=1",
-        "+trainer.limit_train_batches=3",
-        "+trainer.limit_val_batches=1",
+        "trainer.limit_val_batches=1",
+        "trainer.num_sanity_val_steps=0",
+        "trainer.enable_progress_bar=false",
         "logger=none",
-        f"paths.output_dir={tmp_path / 'run'}",
-        cwd=ROOT,
+        f"hydra.run.dir={run_dir}",
     )
-    assert train.returncode == 0, train.stderr[-3000:]
-    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
     loaded = load_checkpoint(ckpt)
     assert loaded.model.native_scale == 2 and loaded.model_name == "nearest"
-    ok = run("lte.test", f"ckpt={ckpt}", "testset=sample", "scales=[2]", "device=cpu",
-             f"hydra.run.dir={tmp_path / 'test2'}", cwd=ROOT)  # fmt: skip
-    assert ok.returncode == 0, ok.stderr[-3000:]
-    assert "x2" in ok.stdout
-    bad = run("lte.test", f"ckpt={ckpt}", "testset=sample", "scales=[2,3]", "device=cpu",
-              f"hydra.run.dir={tmp_path / 'test3'}", cwd=ROOT)  # fmt: skip
-    assert bad.returncode == 2
-    (line,) = bad.stderr.strip().splitlines()
-    assert line.endswith(
+    assert loaded.encoder_name == "edsr-n_resblocks=2-n_feats=16_x2"
+    assert loaded.model.scale_max == 2  # trained at its one scale
+    # Trained: the weights moved from their initialisation.
+    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert raw["global_step"] > 0
+    common = ["testset=sample", "device=cpu", f"ckpt={ckpt}"]
+    good = run("lte.test", *common, "scales=[2]", f"hydra.run.dir={tmp_path / 'test2'}")
+    assert good.returncode == 0, good.stderr[-3000:]
+    (rec,) = read_results(tmp_path / "test2" / "results.json")
+    assert (rec["model"], float(rec["scale"]), rec["images"]) == ("nearest", 2.0, 3)
+    assert 10 < rec["psnr"] < 60
+    bad = run("lte.test", *common, "scales=[2,3]", f"hydra.run.dir={tmp_path / 'test3'}")
+    assert error_line(bad).endswith(
         f"scales: x3 is not available: checkpoint '{ckpt}' is a fixed-scale model with native "
         "scale x2 (it only upsamples by 2); use scales=[2]"
     )

@@ -467,10 +467,11 @@ def _official_fixed_scale_description(spec: Any, where: str) -> dict[str, Any] |
         encoder = _official_encoder({"name": enc_spec["name"], "args": rest}, path)
     except FieldError as err:
         raise UserError(f"{where}: {err}") from None
+    # Trained at its one scale: scale_max = s, as data=paired sets it (no cell reads it anyway).
     return {
         "decoder": {"kind": FIXED_SCALE_DECODER},
         "encoder": {**encoder, "upscale": scale},
-        "scale_max": OFFICIAL_SCALE_MAX,
+        "scale_max": float(scale),
     }
 
 
@@ -478,10 +479,10 @@ def _official_fixed_scale_state(model: SRModel, spec: ModelSpec) -> dict[str, An
     """The released ``{"model": {"name": "liif", "args", "sd"}}`` of a fixed-scale model."""
     encoder = spec.encoder.to_dict()
     upscale = encoder.pop("upscale")
-    if spec.scale_max != OFFICIAL_SCALE_MAX:
+    if spec.scale_max != upscale:
         raise UserError(
-            f"scale_max {spec.scale_max:g} cannot be stored in an official file (the released code "
-            f"assumes {OFFICIAL_SCALE_MAX:g}): save it as an lte checkpoint"
+            f"scale_max {spec.scale_max:g} cannot be stored in an official fixed-scale file (it "
+            f"reads back as the model's scale, {upscale}): save it as an lte checkpoint"
         )
     enc_spec = _official_encoder_spec(encoder)
     enc_args = {k: v for k, v in enc_spec["args"].items() if k != "no_upsampling"}
