@@ -6,7 +6,7 @@
 #   scripts/paper_tables.sh [--out DIR] CKPT [CKPT ...]
 #
 # CKPT: official .pth releases or lte training checkpoints (any mix: LTE, LIIF, Meta-SR; EDSR, RDN,
-# SwinIR). Data come from ${LTE_DATA:-load} (scripts/download_div2k.sh, scripts/download_benchmarks.sh);
+# SwinIR; the fixed-scale EDSR-baseline / RDN x2, x3, x4 rows, each scored only at its own scale). Data come from ${LTE_DATA:-load} (scripts/download_div2k.sh, scripts/download_benchmarks.sh);
 # a table whose data set is missing is skipped with a note. Writes, under DIR (default
 # results/paper_tables):
 #   table1.json/.csv  table1/comparison.{md,png,csv}   (DIV2K)
@@ -44,13 +44,25 @@ device="${DEVICE:-auto}"
 chunk="${CHUNK:-30000}"
 mkdir -p "$out"
 
-run_test() {  # run_test RESULTS_FILE HYDRA_ARGS...
-  local results="$1"; shift
+native_scale() {  # native_scale CKPT: a fixed-scale model's own scale, or nothing
+  "$py" -c 'import sys; from lte.checkpoint import load_checkpoint
+s = load_checkpoint(sys.argv[1]).model.native_scale
+print("" if s is None else s)' "$1"
+}
+
+run_test() {  # run_test RESULTS_FILE SCALES HYDRA_ARGS...
+  local results="$1" scales="$2"; shift 2
   for c in "${ckpts[@]}"; do
     echo "== $c"
+    local own
+    own=$(native_scale "$c")
+    # A fixed-scale model (one network per scale) is scored at its own scale only.
+    local these="$scales"
+    [[ -n "$own" ]] && these="[$own]"
     # Hydra's override grammar: quote the value so paths with odd characters pass through.
-    LTE_DATA="$data" "$py" -m lte.test "ckpt='$c'" "$@" device="$device" eval.chunk="$chunk" \
-      "results_file='$results'" "hydra.run.dir='$out/runs/$(basename "$results" .json)/$(basename "$c")'"
+    LTE_DATA="$data" "$py" -m lte.test "ckpt='$c'" "scales=$these" "$@" device="$device" \
+      eval.chunk="$chunk" "results_file='$results'" \
+      "hydra.run.dir='$out/runs/$(basename "$results" .json)/$(basename "$c")'"
   done
 }
 
@@ -59,7 +71,7 @@ made=()
 # Table 1: DIV2K validation (0801-0900), RGB, s + 6 px shaved.
 if [[ -d "$data/DIV2K_valid_HR" ]]; then
   echo "### Table 1: DIV2K validation"
-  run_test "$out/table1.json" testset=div2k "scales=[2,3,4,6,12,18,24,30]"
+  run_test "$out/table1.json" "[2,3,4,6,12,18,24,30]" testset=div2k
   "$py" -m lte.compare "$out/table1.json" --out "$out/table1" --published
   made+=("$out/table1/comparison.md")
 else
@@ -78,7 +90,7 @@ done
 if ((${#sets[@]})); then
   echo "### Table 2: ${sets[*]}"
   list=$(IFS=,; echo "${sets[*]}")
-  run_test "$out/table2.json" "testsets=[$list]" "scales=[2,3,4,6,8,12]"
+  run_test "$out/table2.json" "[2,3,4,6,8,12]" "testsets=[$list]"
   "$py" -m lte.compare "$out/table2.json" --out "$out/table2" --published
   made+=("$out/table2/comparison.md")
 fi

@@ -14,6 +14,7 @@ from literal import LITERAL
 from lte.inference import batched_query, predict
 from lte.models import SRModel, build_model
 from lte.models.edsr import EDSR
+from lte.models.identity import labels
 
 MODELS = ("lte", "liif", "metasr")
 ENCODERS = ("edsr_baseline", "edsr", "rdn", "swinir")
@@ -178,3 +179,16 @@ def test_training_path_is_differentiable_and_equal(model: str) -> None:
         ref = LITERAL[model](net, lr, coord, cell)
     assert torch.allclose(out, ref, atol=1e-5)
     assert torch.allclose(out, fast, atol=1e-5)
+
+
+def test_feature_extractors_keep_their_identity_beside_the_fixed_scale_tails() -> None:
+    """``upscale`` is absent from feature extractors' descriptions, so saved models and labels of
+    LTE/LIIF/Meta-SR are unchanged; a fixed-scale encoder names its scale."""
+    for enc_name in ("edsr_baseline", "rdn"):
+        net = build_model("lte", enc_name)
+        assert "upscale" not in net.describe()["encoder"] and net.native_scale is None
+        assert labels(net.describe()) == ("lte", enc_name)
+        fixed = build_model("nearest", enc_name, ["encoder.upscale=3"])
+        assert fixed.describe()["encoder"]["upscale"] == 3 and fixed.native_scale == 3
+        assert labels(fixed.describe()) == ("nearest", f"{enc_name}_x3")
+        assert fixed.receptive_radius > net.encoder.receptive_radius

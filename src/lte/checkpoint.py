@@ -42,7 +42,7 @@ from lte.models.spec import (
     short_repr,
     validate_scale_max,
 )
-from lte.models.sr import SRModel
+from lte.models.sr import FIXED_SCALE_DECODER, SRModel
 
 #: ``scale_max`` of the released models: all were trained on scales U(1, 4).
 OFFICIAL_SCALE_MAX = 4.0
@@ -385,6 +385,9 @@ def _official_description(spec: Any, where: str) -> dict[str, Any]:
     Every argument is checked against what the released code accepts; each unsupported or
     ill-typed one is a one-line error naming it (``model.args.hidden_dim``).
     """
+    fixed = _official_fixed_scale_description(spec, where)
+    if fixed is not None:
+        return fixed
     try:
         _node(spec, "model", ("name", "sd"), ("args",))
         name = _one_of(spec["name"], "model.name", _OFFICIAL_MODELS, "model name")
@@ -498,6 +501,84 @@ def _to_lte_fast_keys(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
                 value = value.reshape(*value.shape, 1, 1)
         out[key] = value
     return out
+
+
+# --- official fixed-scale baselines (edsr_baseline_x{2,3,4}, rdn_x{2,4}) -------------------------
+#
+# Released as the ``liif`` wrapper with no ``imnet_spec`` around an encoder that keeps its upsampler
+# (``encoder_spec.args.scale = s``, no ``no_upsampling``): LIIF then returns, for each query, the
+# nearest pixel of the encoder's RGB output. Read as ``{"kind": "nearest"}`` + ``upscale: s``.
+
+#: The released encoders that have a fixed-scale tail here.
+_FIXED_SCALE_ENCODERS = ("edsr-baseline", "edsr", "rdn")
+#: The released code's default ``scale`` when a file leaves it out.
+_OFFICIAL_DEFAULT_SCALE = 2
+
+
+def _is_official_fixed_scale(spec: Any) -> bool:
+    """An official entry whose model is ``liif`` without ``imnet_spec``: a fixed-scale baseline."""
+    return (
+        isinstance(spec, Mapping)
+        and spec.get("name") == "liif"
+        and isinstance(spec.get("args"), Mapping)
+        and "imnet_spec" not in spec["args"]
+    )
+
+
+def _official_fixed_scale_description(spec: Any, where: str) -> dict[str, Any] | None:
+    """The description of a released fixed-scale baseline, or ``None`` if ``spec`` is not one."""
+    if not _is_official_fixed_scale(spec):
+        return None
+    try:
+        _node(spec, "model", ("name", "sd"), ("args",))
+        args = spec["args"]
+        _node(args, "model.args", ("encoder_spec",), _OFFICIAL_MODEL_ARGS["liif"])
+        for flag in ("local_ensemble", "feat_unfold", "cell_decode"):
+            if flag in args:  # the released code ignores them without an MLP
+                _true(args[flag], f"model.args.{flag}", "lte implements liif with it only")
+        path = "model.args.encoder_spec"
+        enc_spec = args["encoder_spec"]
+        _node(enc_spec, path, ("name",), ("args",))
+        _one_of(enc_spec["name"], f"{path}.name", _FIXED_SCALE_ENCODERS, "fixed-scale encoder")
+        enc_args = enc_spec.get("args", {})
+        if not isinstance(enc_args, Mapping):
+            raise FieldError(f"{path}.args", f"must be a dict, got {short_repr(enc_args)}")
+        if enc_args.get("no_upsampling", False) is not False:
+            raise FieldError(
+                f"{path}.args.no_upsampling",
+                "must be absent: a liif model without imnet_spec is a fixed-scale baseline whose "
+                f"encoder keeps its upsampler, got {short_repr(enc_args['no_upsampling'])}",
+            )
+        scale = int_field(2, 4)(
+            enc_args.get("scale", _OFFICIAL_DEFAULT_SCALE), f"{path}.args.scale"
+        )
+        rest = {k: v for k, v in enc_args.items() if k not in ("scale", "no_upsampling")}
+        encoder = _official_encoder({"name": enc_spec["name"], "args": rest}, path)
+    except FieldError as err:
+        raise UserError(f"{where}: {err}") from None
+    # Trained at its one scale: scale_max = s, as data=paired sets it (no cell reads it anyway).
+    return {
+        "decoder": {"kind": FIXED_SCALE_DECODER},
+        "encoder": {**encoder, "upscale": scale},
+        "scale_max": float(scale),
+    }
+
+
+def _official_fixed_scale_state(model: SRModel, spec: ModelSpec) -> dict[str, Any]:
+    """The released ``{"model": {"name": "liif", "args", "sd"}}`` of a fixed-scale model."""
+    encoder = spec.encoder.to_dict()
+    upscale = encoder.pop("upscale")
+    if spec.scale_max != upscale:
+        raise UserError(
+            f"scale_max {spec.scale_max:g} cannot be stored in an official fixed-scale file (it "
+            f"reads back as the model's scale, {upscale}): save it as an lte checkpoint"
+        )
+    enc_spec = _official_encoder_spec(encoder)
+    enc_args = {k: v for k, v in enc_spec["args"].items() if k != "no_upsampling"}
+    enc_spec = {"name": enc_spec["name"], "args": {**enc_args, "scale": upscale}}
+    sd = _to_official_keys(model.state_dict())
+    sd.update(_recomputable_buffers(encoder))
+    return {"model": {"name": "liif", "args": {"encoder_spec": enc_spec}, "sd": sd}}
 
 
 def _to_model_keys(official_sd: Mapping[str, Any]) -> dict[str, Any]:
@@ -678,6 +759,10 @@ def official_state(model: SRModel, layout: str = "standard") -> dict[str, Any]:
     check_layout(layout)
     description = model.describe()
     spec = ModelSpec.from_dict(description, "model to export")
+    if spec.decoder.kind == FIXED_SCALE_DECODER:
+        if layout == "lte-fast":
+            _lte_fast_args(spec.decoder.to_dict())  # refuses: not an LTE decoder
+        return _official_fixed_scale_state(model, spec)
     decoder = spec.decoder.to_dict()
     if spec.scale_max != OFFICIAL_SCALE_MAX:
         raise UserError(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,6 +80,21 @@ def _methods_in_order(records: Sequence[dict[str, Any]]) -> list[str]:
     return list(seen)
 
 
+#: Shown where a fixed-scale model has no result because it makes only its own scale.
+NOT_ITS_SCALE = "—"
+_FIXED_ENCODER = re.compile(r"_x(\d+)$")
+
+
+def native_scale(rec: dict[str, Any]) -> int | None:
+    """The native scale of a fixed-scale model's record, else ``None``.
+
+    Read from its labels (``lte.models.identity``): model ``nearest``, encoder ``<label>_x<s>``.
+    Parsed here so that comparing never imports torch.
+    """
+    found = _FIXED_ENCODER.search(str(rec.get("encoder", "")))
+    return int(found.group(1)) if rec.get("model") == "nearest" and found else None
+
+
 def build_grid(
     records: Sequence[dict[str, Any]],
 ) -> dict[tuple[str, str], dict[str, dict[float, float]]]:
@@ -117,6 +133,8 @@ def markdown_tables(records: Sequence[dict[str, Any]], baseline: str | None = No
         raise UserError(f"--baseline '{baseline}' is not a method here: choose one of {methods}")
     grid = build_grid(records)
     names = _column_names(records)
+    fixed = {r["method"]: n for r in records if (n := native_scale(r)) is not None}
+    marked = False
     lines = ["# PSNR (dB)", ""]
     if baseline is not None:
         lines += [f"Differences in parentheses are against `{baseline}`.", ""]
@@ -135,6 +153,10 @@ def markdown_tables(records: Sequence[dict[str, Any]], baseline: str | None = No
             row = table[method]
             cells = []
             for s in scales:
+                if s not in row and method in fixed and s != fixed[method]:
+                    cells.append(NOT_ITS_SCALE)
+                    marked = True
+                    continue
                 if s not in row:
                     cells.append("–")
                     continue
@@ -148,6 +170,11 @@ def markdown_tables(records: Sequence[dict[str, Any]], baseline: str | None = No
             if method.endswith(PAPER_TAG) and _unchecked(method):
                 shown += " †"
             lines.append(f"| {shown} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if marked:
+        lines.append(
+            f"{NOT_ITS_SCALE} fixed-scale model (one network per scale): scored only at its own scale."
+        )
         lines.append("")
     if any(_unchecked(m) for m in methods if m.endswith(PAPER_TAG)):
         lines.append("† not yet checked against the paper (SPEC.md).")

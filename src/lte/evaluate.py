@@ -222,6 +222,19 @@ def score_image(
     return ImageScore(name, p, s)
 
 
+def check_native_scale(model: nn.Module, scales: Sequence[float], ckpt: str = "") -> None:
+    """A fixed-scale model (``model.native_scale`` set) is scored only at its own scale.
+
+    Raises:
+        UserError: one line naming the first other scale and the model's native scale.
+    """
+    if getattr(model, "native_scale", None) is None:
+        return
+    what = f"checkpoint '{ckpt}'" if ckpt else "the model"
+    for s in scales:
+        model.check_scale(s, "scales", f"scales=[{model.native_scale}]", what)
+
+
 # --- a whole test set --------------------------------------------------------------------------
 
 
@@ -250,6 +263,7 @@ def evaluate_testset(
             size (named).
     """
     settings = scales if isinstance(scales, EvalSettings) else EvalSettings(scales, chunk, tile)
+    check_native_scale(model, settings.scales, ckpt)
     testset.hr_files()  # a missing folder fails before the model moves anywhere
     model_name, encoder_name = labels(model.describe())
     model = model.to(device).eval()

@@ -203,6 +203,25 @@ def check_output(input_path: str, output_path: str, overwrite: bool) -> None:
     check_writable(dst)
 
 
+def check_native_size(
+    loaded: LoadedModel,
+    lr_hw: tuple[int, int],
+    out_hw: tuple[int, int],
+    scale: float | None,
+    size: str | None,
+) -> None:
+    """A fixed-scale model makes only ``native_scale`` times the input: refuse any other output."""
+    native = loaded.model.native_scale
+    if native is None or tuple(out_hw) == (native * lr_hw[0], native * lr_hw[1]):
+        return
+    option = f"--scale {scale:g}" if scale is not None else f"--size {size}"
+    raise UserError(
+        f"{option}: checkpoint '{loaded.path}' is a fixed-scale model with native scale x{native}: "
+        f"it only makes {native * lr_hw[1]}x{native * lr_hw[0]} from this {lr_hw[1]}x{lr_hw[0]} "
+        f"image; use --scale {native}"
+    )
+
+
 def nonfinite_weights(model: torch.nn.Module) -> list[str]:
     """Names of the floating-point weights and buffers holding NaN or infinity."""
     return [
@@ -271,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     image = load_rgb(args.input, max_pixels)
     lr_hw = image.shape[:2]
     out_hw = output_size(lr_hw, args.scale, size)
+    check_native_size(loaded, lr_hw, out_hw, args.scale, args.size)
     scale_max = args.scale_max if args.scale_max is not None else loaded.scale_max
     lr = normalize(to_tensor(image)).unsqueeze(0).to(device)
     sr = upscale(

@@ -1,7 +1,7 @@
 """Networks: encoders (EDSR, RDN, SwinIR), implicit decoders (LTE, LIIF, Meta-SR) and their composition."""
 
 from lte.models.build import build_model, instantiate_model, model_config
-from lte.models.decoders import LIIFDecoder, LTEDecoder, MetaSRDecoder
+from lte.models.decoders import LIIFDecoder, LTEDecoder, MetaSRDecoder, NearestDecoder
 from lte.models.edsr import EDSR
 from lte.models.rdn import RDN
 from lte.models.spec import ModelSpec
@@ -15,6 +15,7 @@ __all__ = [
     "LTEDecoder",
     "MetaSRDecoder",
     "ModelSpec",
+    "NearestDecoder",
     "SRModel",
     "SwinIR",
     "build_model",

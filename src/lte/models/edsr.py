@@ -1,13 +1,18 @@
-"""EDSR as a feature extractor (Lim et al., "Enhanced Deep Residual Networks", CVPRW 2017).
+"""EDSR (Lim et al., "Enhanced Deep Residual Networks", CVPRW 2017): feature extractor or fixed-scale SR.
 
-Used without its upsampler: the implicit decoders read the LR-resolution feature map directly. The
-released LTE/LIIF files also store EDSR's mean-shift layers (``sub_mean``, ``add_mean``), which their
+By default used without its upsampler: the implicit decoders read the LR-resolution feature map
+directly. With ``upscale=s`` (2, 3 or 4) it keeps EDSR's tail and outputs RGB at ``s`` times the LR
+size: the fixed-scale "EDSR-baseline" rows of the papers' tables (SPEC.md, "Fixed-scale baselines").
+The released files also store EDSR's mean-shift layers (``sub_mean``, ``add_mean``), which their
 forward pass never calls; they are not part of this module, and the checkpoint loader skips them.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
+
+#: Integer scales a fixed-scale tail exists for (SPEC: one network per scale).
+UPSCALES = (2, 3, 4)
 
 
 def conv3x3(in_ch: int, out_ch: int) -> nn.Conv2d:
@@ -29,6 +34,29 @@ class ResBlock(nn.Module):
         return self.body(x).mul(self.res_scale) + x
 
 
+def check_upscale(upscale: int | None, family: str) -> None:
+    """``upscale`` must be ``None`` (feature extractor) or one of :data:`UPSCALES` (a ``ValueError``)."""
+    if upscale is not None and (
+        not isinstance(upscale, int) or isinstance(upscale, bool) or upscale not in UPSCALES
+    ):
+        raise ValueError(
+            f"{family}: upscale must be None (feature extractor) or one of 2, 3, 4, got {upscale!r}"
+        )
+
+
+def edsr_tail(n_feats: int, upscale: int) -> nn.Sequential:
+    """EDSR's upsampler then conv → RGB (SPEC): ``tail.0`` is [conv n→4n, PixelShuffle(2)] × log2(s)
+    for s = 2, 4, or [conv n→9n, PixelShuffle(3)] for s = 3; ``tail.1`` is conv n → 3. No mean shift.
+    """
+    steps: list[nn.Module] = []
+    if upscale == 3:
+        steps += [conv3x3(n_feats, 9 * n_feats), nn.PixelShuffle(3)]
+    else:
+        for _ in range(upscale.bit_length() - 1):  # log2(s): 1 for x2, 2 for x4
+            steps += [conv3x3(n_feats, 4 * n_feats), nn.PixelShuffle(2)]
+    return nn.Sequential(nn.Sequential(*steps), conv3x3(n_feats, 3))
+
+
 class EDSR(nn.Module):
     """EDSR feature extractor: head conv → ``n_resblocks`` residual blocks → conv, plus a long skip.
 
@@ -37,9 +65,12 @@ class EDSR(nn.Module):
         n_feats: channel width, also the output width (64 baseline, 256 full).
         res_scale: residual scaling inside each block (1 baseline, 0.1 full).
         in_channels: input channels (3 for RGB).
+        upscale: ``None`` (default): the LR feature map, ``n_feats`` wide. 2, 3 or 4: EDSR's tail
+            (:func:`edsr_tail`), RGB of ``upscale`` times the LR size (3 channels).
 
     Defaults are EDSR-baseline. Receptive field: ``2 * n_resblocks + 2`` stacked 3×3 convolutions,
-    i.e. a radius of that many LR pixels (34 for the baseline, 66 for EDSR).
+    i.e. a radius of that many LR pixels (34 for the baseline, 66 for EDSR); the tail's
+    convolutions add at most one LR pixel each.
     """
 
     #: The allow-listed name of this family in model descriptions (see ``SRModel.describe``).
@@ -53,9 +84,15 @@ class EDSR(nn.Module):
     receptive_radius: int | None
 
     def __init__(
-        self, n_resblocks: int = 16, n_feats: int = 64, res_scale: float = 1.0, in_channels: int = 3
+        self,
+        n_resblocks: int = 16,
+        n_feats: int = 64,
+        res_scale: float = 1.0,
+        in_channels: int = 3,
+        upscale: int | None = None,
     ) -> None:
         super().__init__()
+        check_upscale(upscale, "EDSR")
         #: Constructor arguments: the encoder's identity in checkpoints, results and W&B.
         self.config = {
             "n_resblocks": int(n_resblocks),
@@ -63,13 +100,23 @@ class EDSR(nn.Module):
             "res_scale": float(res_scale),
             "in_channels": int(in_channels),
         }
-        self.out_channels = int(n_feats)
+        #: The fixed output scale, or ``None`` for a feature extractor (``SRModel.native_scale``).
+        self.upscale = upscale
+        if upscale is not None:  # absent from feature extractors' descriptions (their identity)
+            self.config["upscale"] = int(upscale)
+        self.out_channels = int(n_feats) if upscale is None else 3
         self.receptive_radius = int(2 * n_resblocks + 2)
         self.head = nn.Sequential(conv3x3(in_channels, n_feats))
         blocks: list[nn.Module] = [ResBlock(n_feats, res_scale) for _ in range(n_resblocks)]
         blocks.append(conv3x3(n_feats, n_feats))
         self.body = nn.Sequential(*blocks)
+        if upscale is not None:
+            self.tail = edsr_tail(n_feats, upscale)
+            n_tail = sum(isinstance(m, nn.Conv2d) for m in self.tail.modules())
+            self.receptive_radius += n_tail
 
     def forward(self, x: Tensor) -> Tensor:
+        """``(B, n_feats, h, w)`` features, or ``(B, 3, s·h, s·w)`` RGB with ``upscale=s``."""
         x = self.head(x)
-        return self.body(x) + x
+        res = self.body(x) + x
+        return res if self.upscale is None else self.tail(res)

@@ -2,7 +2,9 @@
 
 The label comes from what the model *is*, never from the name of the config file that built it: a
 new ``conf/encoder/edsr_wide.yaml`` cannot relabel EDSR-baseline. The encoders of the papers have
-their usual names; any other hyper-parameters are spelled out after the family name.
+their usual names; any other hyper-parameters are spelled out after the family name. A fixed-scale
+encoder (``upscale=s``) is its feature extractor's label plus ``_x<s>`` (``edsr_baseline_x2``,
+``rdn_x4``), and its model label is its decoder kind, ``nearest``.
 """
 
 from __future__ import annotations
@@ -62,7 +64,11 @@ def _fmt(value: Any) -> str:
 
 
 def encoder_label(encoder: Mapping[str, Any]) -> str:
-    """``edsr_baseline``, ``edsr``, ``rdn``, ``swinir``, or e.g. ``edsr-n_resblocks=2-n_feats=16``."""
+    """``edsr_baseline``, ``edsr``, ``rdn``, ``swinir``, or e.g. ``edsr-n_resblocks=2-n_feats=16``;
+    fixed-scale encoders end in ``_x<s>`` (``edsr_baseline_x2``, ``edsr-n_feats=16_x3``)."""
+    if encoder.get("upscale") is not None:
+        rest = {k: v for k, v in encoder.items() if k != "upscale"}
+        return f"{encoder_label(rest)}_x{_fmt(encoder['upscale'])}"
     for name, known in NAMED_ENCODERS.items():
         if set(known) == set(encoder) and all(_same(encoder[k], v) for k, v in known.items()):
             return name
@@ -75,7 +81,7 @@ def encoder_label(encoder: Mapping[str, Any]) -> str:
 
 
 def model_label(decoder: Mapping[str, Any]) -> str:
-    """The decoder family: ``lte``, ``liif``, ``metasr`` (its widths are in the description)."""
+    """The decoder family: ``lte``, ``liif``, ``metasr``, ``nearest`` (widths are in the description)."""
     return str(decoder.get("kind"))
 
 

@@ -1,13 +1,17 @@
-"""RDN as a feature extractor (Zhang et al., "Residual Dense Network for Image SR", CVPR 2018).
+"""RDN (Zhang et al., "Residual Dense Network for Image SR", CVPR 2018): feature extractor or fixed-scale SR.
 
-Configuration B of the paper is the default: G0 = 64, D = 16 blocks, C = 8 layers, G = 64. Used
-without its upsampler; module names follow the released checkpoints (``SFENet1``, ``RDBs``, ``GFF``).
+Configuration B of the paper is the default: G0 = 64, D = 16 blocks, C = 8 layers, G = 64. By default
+used without its upsampler; with ``upscale=s`` (2, 3 or 4) it keeps its ``UPNet`` and outputs RGB at
+``s`` times the LR size (the fixed-scale "RDN" rows, SPEC.md "Fixed-scale baselines"). Module names
+follow the released checkpoints (``SFENet1``, ``RDBs``, ``GFF``, ``UPNet``).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from lte.models.edsr import check_upscale
 
 
 class DenseLayer(nn.Module):
@@ -37,6 +41,26 @@ class RDB(nn.Module):
         return self.LFF(self.convs(x)) + x
 
 
+def rdn_upnet(g0: int, growth: int, upscale: int, kernel: int = 3) -> nn.Sequential:
+    """RDN's upsampler (SPEC): s = 2, 3: [conv G0 → G s², PixelShuffle(s), conv G → 3];
+    s = 4: [conv G0 → 4G, PixelShuffle(2), conv G → 4G, PixelShuffle(2), conv G → 3].
+    """
+    pad = kernel // 2
+    if upscale == 4:
+        return nn.Sequential(
+            nn.Conv2d(g0, 4 * growth, kernel, padding=pad),
+            nn.PixelShuffle(2),
+            nn.Conv2d(growth, 4 * growth, kernel, padding=pad),
+            nn.PixelShuffle(2),
+            nn.Conv2d(growth, 3, kernel, padding=pad),
+        )
+    return nn.Sequential(
+        nn.Conv2d(g0, growth * upscale * upscale, kernel, padding=pad),
+        nn.PixelShuffle(upscale),
+        nn.Conv2d(growth, 3, kernel, padding=pad),
+    )
+
+
 class RDN(nn.Module):
     """RDN feature extractor: two shallow convs, D residual dense blocks, global feature fusion.
 
@@ -47,8 +71,11 @@ class RDN(nn.Module):
         growth: growth rate G (64 in configuration B).
         kernel: kernel size of the 3×3 convolutions.
         in_channels: input channels (3 for RGB).
+        upscale: ``None`` (default): the LR feature map, ``g0`` wide. 2, 3 or 4: the ``UPNet``
+            (:func:`rdn_upnet`), RGB of ``upscale`` times the LR size (3 channels).
 
-    Receptive field radius (kernel 3): ``2 + n_blocks * n_layers + 1`` LR pixels (131 for config B).
+    Receptive field radius (kernel 3): ``2 + n_blocks * n_layers + 1`` LR pixels (131 for config B);
+    the ``UPNet`` convolutions add at most ``kernel // 2`` LR pixels each.
     """
 
     #: The allow-listed name of this family in model descriptions (see ``SRModel.describe``).
@@ -69,8 +96,10 @@ class RDN(nn.Module):
         growth: int = 64,
         kernel: int = 3,
         in_channels: int = 3,
+        upscale: int | None = None,
     ) -> None:
         super().__init__()
+        check_upscale(upscale, "RDN")
         #: Constructor arguments: the encoder's identity in checkpoints, results and W&B.
         self.config = {
             "g0": int(g0),
@@ -80,7 +109,11 @@ class RDN(nn.Module):
             "kernel": int(kernel),
             "in_channels": int(in_channels),
         }
-        self.out_channels = int(g0)
+        #: The fixed output scale, or ``None`` for a feature extractor (``SRModel.native_scale``).
+        self.upscale = upscale
+        if upscale is not None:  # absent from feature extractors' descriptions (their identity)
+            self.config["upscale"] = int(upscale)
+        self.out_channels = int(g0) if upscale is None else 3
         self.receptive_radius = int((kernel // 2) * (3 + n_blocks * n_layers))
         self.SFENet1 = nn.Conv2d(in_channels, g0, kernel, padding=kernel // 2)
         self.SFENet2 = nn.Conv2d(g0, g0, kernel, padding=kernel // 2)
@@ -88,12 +121,18 @@ class RDN(nn.Module):
         self.GFF = nn.Sequential(
             nn.Conv2d(n_blocks * g0, g0, 1), nn.Conv2d(g0, g0, kernel, padding=kernel // 2)
         )
+        if upscale is not None:
+            self.UPNet = rdn_upnet(g0, growth, upscale, kernel)
+            n_up = sum(isinstance(m, nn.Conv2d) for m in self.UPNet)
+            self.receptive_radius += (kernel // 2) * n_up
 
     def forward(self, x: Tensor) -> Tensor:
+        """``(B, G0, h, w)`` features, or ``(B, 3, s·h, s·w)`` RGB with ``upscale=s``."""
         shallow = self.SFENet1(x)
         x = self.SFENet2(shallow)
         outs = []
         for block in self.RDBs:
             x = block(x)
             outs.append(x)
-        return self.GFF(torch.cat(outs, dim=1)) + shallow  # (B, G0, h, w)
+        feat = self.GFF(torch.cat(outs, dim=1)) + shallow  # (B, G0, h, w)
+        return feat if self.upscale is None else self.UPNet(feat)

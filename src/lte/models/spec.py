@@ -1,7 +1,8 @@
 """A typed, validated model description: how a file says which network it holds, as data only.
 
 A checkpoint must never decide which code runs. So a model is described by an allow-listed encoder
-kind (``edsr``, ``rdn``, ``swinir``) and decoder kind (``lte``, ``liif``, ``metasr``), each with an
+kind (``edsr``, ``rdn``, ``swinir``) and decoder kind (``lte``, ``liif``, ``metasr``, and ``nearest``
+for the fixed-scale baselines, whose encoder has ``upscale``), each with an
 allow-listed set of fields checked for type and range, and ``scale_max``: exactly the shape of
 :meth:`lte.models.SRModel.describe`. :meth:`ModelSpec.build` then calls those classes directly; no
 name read from a file is ever imported, instantiated by Hydra or interpolated by OmegaConf.
@@ -18,15 +19,17 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from lte.errors import UserError
-from lte.models.decoders import LIIFDecoder, LTEDecoder, MetaSRDecoder
+from lte.models.decoders import LIIFDecoder, LTEDecoder, MetaSRDecoder, NearestDecoder
 from lte.models.edsr import EDSR
 from lte.models.rdn import RDN
-from lte.models.sr import SRModel
+from lte.models.sr import FIXED_SCALE_DECODER, SRModel
 from lte.models.swinir import SwinIR
 
 #: Encoder and decoder classes a description may name, by their ``kind`` attribute.
 ENCODERS: dict[str, type] = {cls.kind: cls for cls in (EDSR, RDN, SwinIR)}
-DECODERS: dict[str, type] = {cls.kind: cls for cls in (LTEDecoder, LIIFDecoder, MetaSRDecoder)}
+DECODERS: dict[str, type] = {
+    cls.kind: cls for cls in (LTEDecoder, LIIFDecoder, MetaSRDecoder, NearestDecoder)
+}
 
 #: Upper bounds that no real network reaches: they stop a file from asking for absurd allocations.
 _MAX_WIDTH = 4096
@@ -124,6 +127,8 @@ def int_list_field(lo: int = 1, hi: int = _MAX_WIDTH, max_len: int = _MAX_LIST) 
 
 _IN_CHANNELS = const_field(3)
 _MLP = int_list_field(1, _MAX_WIDTH, 32)
+#: A fixed-scale encoder's output scale (SPEC: one network per scale 2, 3 or 4).
+_UPSCALE = int_field(2, 4)
 
 #: Allow-listed fields of each encoder kind, in the order of the class's ``config``.
 ENCODER_FIELDS: dict[str, dict[str, Validator]] = {
@@ -132,6 +137,7 @@ ENCODER_FIELDS: dict[str, dict[str, Validator]] = {
         "n_feats": int_field(1, _MAX_WIDTH),
         "res_scale": float_field(0.0, 10.0, lo_open=True),
         "in_channels": _IN_CHANNELS,
+        "upscale": _UPSCALE,
     },
     "rdn": {
         "g0": int_field(1, _MAX_WIDTH),
@@ -140,6 +146,7 @@ ENCODER_FIELDS: dict[str, dict[str, Validator]] = {
         "growth": int_field(1, _MAX_WIDTH),
         "kernel": int_field(1, 15, odd=True),  # 'same' padding needs an odd kernel
         "in_channels": _IN_CHANNELS,
+        "upscale": _UPSCALE,
     },
     "swinir": {
         "embed_dim": int_field(1, _MAX_WIDTH),
@@ -157,7 +164,10 @@ DECODER_FIELDS: dict[str, dict[str, Validator]] = {
     "lte": {"hidden_dim": int_field(2, _MAX_WIDTH, even=True), "mlp_hidden": _MLP},
     "liif": {"mlp_hidden": _MLP},
     "metasr": {"mlp_hidden": _MLP},
+    "nearest": {},
 }
+#: Fields a description may leave out: absent means the default (``upscale``: a feature extractor).
+OPTIONAL_FIELDS = frozenset({"upscale"})
 _SCALE_MAX = float_field(1.0, 1e6)
 
 
@@ -210,12 +220,30 @@ def _fields(data: Any, path: str, table: Mapping[str, Mapping[str, Validator]], 
             )
     params: dict[str, Any] = {}
     for key, check in allowed.items():
+        if key not in data and key in OPTIONAL_FIELDS:
+            continue
         if key not in data:
             raise FieldError(f"{path}.{key}", f"is missing ({kind} takes {', '.join(allowed)})")
         params[key] = check(data[key], f"{path}.{key}")
     if kind == "swinir":
         _check_swinir(params, path)
     return kind, params
+
+
+def check_fixed_scale(spec: ModelSpec, where: str, path: str = "model") -> None:
+    """A fixed-scale encoder (``upscale``) and the ``nearest`` decoder come together or not at all."""
+    upscale = dict(spec.encoder.params).get("upscale")
+    nearest = spec.decoder.kind == FIXED_SCALE_DECODER
+    if upscale is not None and not nearest:
+        raise UserError(
+            f"{where}: {path}.encoder.upscale is {upscale} (a fixed-scale encoder that outputs RGB): "
+            f"its decoder must be {FIXED_SCALE_DECODER!r}, got {spec.decoder.kind!r}"
+        )
+    if nearest and upscale is None:
+        raise UserError(
+            f"{where}: {path}.decoder.kind {FIXED_SCALE_DECODER!r} reads a fixed-scale encoder's "
+            f"RGB: {path}.encoder needs upscale (2, 3 or 4)"
+        )
 
 
 def _plain(value: Any) -> Any:
@@ -316,11 +344,13 @@ class ModelSpec:
                     raise FieldError(f"{path}.{key}", "is missing")
         except FieldError as err:
             raise UserError(f"{where}: {err}") from None
-        return cls(
+        spec = cls(
             EncoderSpec.from_dict(data["encoder"], where, f"{path}.encoder"),
             DecoderSpec.from_dict(data["decoder"], where, f"{path}.decoder"),
             validate_scale_max(data["scale_max"], where, f"{path}.scale_max"),
         )
+        check_fixed_scale(spec, where, path)
+        return spec
 
     def to_dict(self) -> dict[str, Any]:
         """The description as plain data, equal to the built model's ``describe()``."""

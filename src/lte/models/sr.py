@@ -10,12 +10,17 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lte import geometry
+from lte.errors import UserError
 from lte.models.decoders import Decoder, DecoderState, Kernel
 from lte.models.decoders.lte import FourierMaps
 from lte.models.encoder import check_encoder
+
+#: The decoder kind that reads a fixed-scale encoder's output (and nothing else does).
+FIXED_SCALE_DECODER = "nearest"
 
 
 class SRModel(nn.Module):
@@ -50,6 +55,13 @@ class SRModel(nn.Module):
                 f"decoder {type(self.decoder).__name__} is not an lte.models.decoders.Decoder: "
                 "subclass it and write prepare() and exact()"
             )
+        upscale = getattr(encoder, "upscale", None)
+        if (upscale is not None) != (self.decoder.kind == FIXED_SCALE_DECODER):
+            raise TypeError(
+                f"a fixed-scale encoder (upscale=s) goes with the {FIXED_SCALE_DECODER} decoder and "
+                f"only with it: got {type(encoder).__name__}(upscale={upscale}) with decoder "
+                f"{self.decoder.kind!r}"
+            )
         if not float(scale_max) > 0:
             raise ValueError(f"scale_max must be positive, got {scale_max}")
         self.scale_max = float(scale_max)
@@ -71,6 +83,28 @@ class SRModel(nn.Module):
     def pad_multiple(self) -> int:
         """Input sides must be a multiple of this for the test protocol's padding (SwinIR: 8), else 0."""
         return self.encoder.pad_multiple
+
+    @property
+    def native_scale(self) -> int | None:
+        """The one integer scale a fixed-scale model makes (its encoder's ``upscale``), or ``None``
+        for an arbitrary-scale model. Evaluation scores a fixed-scale model only at this scale."""
+        upscale = getattr(self.encoder, "upscale", None)
+        return None if upscale is None else int(upscale)
+
+    def check_scale(self, scale: float, option: str, fix: str, what: str = "this model") -> None:
+        """A one-line UserError when a fixed-scale model is asked for another scale than its own.
+
+        ``option`` names the request (``scales``, ``--scale 3``), ``fix`` the corrected option
+        (``scales=[2]``), ``what`` the model (``checkpoint 'x.pth'``). Arbitrary-scale: no-op.
+        """
+        native = self.native_scale
+        if native is None or float(scale) == float(native):
+            return
+        shown = f"{float(scale):g}"
+        raise UserError(
+            f"{option}: x{shown} is not available: {what} is a fixed-scale model with native scale "
+            f"x{native} (it only upsamples by {native}); use {fix}"
+        )
 
     @property
     def receptive_radius(self) -> int | None:
@@ -98,6 +132,8 @@ class SRModel(nn.Module):
         ]
         widths += [m.out_features for m in self.encoder.modules() if isinstance(m, nn.Linear)]
         encoder = 4 * max(widths, default=64)
+        if self.native_scale is not None:  # the tail's maps are s² times larger than the LR grid
+            encoder *= self.native_scale**2
         table = 2 * sum(m.out_channels for m in self.decoder.modules() if isinstance(m, nn.Conv2d))
         table = max(table, 9 * self.encoder.out_channels)
         return 4 * (encoder + table)
@@ -116,6 +152,10 @@ class SRModel(nn.Module):
 
         For a tile, ``lr`` is the crop, ``full_lr`` the whole image and ``origin`` the crop's
         top-left (row, col) in it: queries then use the whole image's geometry.
+
+        A fixed-scale encoder's ``(B, 3, s·h, s·w)`` output is packed onto the LR grid first
+        (``pixel_unshuffle(s)``: ``(B, 3·s², h, w)``), so every table lives on the LR grid and tiles,
+        origins and margins mean the same for every decoder.
         """
         if lr.dtype != torch.float32:
             raise ValueError(
@@ -141,7 +181,10 @@ class SRModel(nn.Module):
                 f"encode: a {tuple(lr.shape)} {lr.dtype} tile at {origin} does not lie in the "
                 f"{tuple(full_lr.shape)} {full_lr.dtype} full_lr"
             )
-        return DecoderState(self.decoder.prepare(self.encoder(lr)), full_lr, (oy, ox))
+        feat = self.encoder(lr)
+        if self.native_scale is not None:
+            feat = F.pixel_unshuffle(feat, self.native_scale)
+        return DecoderState(self.decoder.prepare(feat), full_lr, (oy, ox))
 
     def query(
         self,

@@ -1,4 +1,4 @@
-"""Implicit decoders: LTE, LIIF and Meta-SR, one family per module, behind one contract (:mod:`.base`).
+"""Implicit decoders: LTE, LIIF and Meta-SR (and the fixed-scale baselines' nearest lookup), one family per module, behind one contract (:mod:`.base`).
 
 ``SRModel.encode`` builds a :class:`DecoderState`; ``SRModel.query`` answers coordinates from it with
 the decoder's differentiable definition (``kernel="exact"``) or, for inference, its fast kernel
@@ -10,6 +10,7 @@ from lte.models.decoders.ensemble import BLOCK
 from lte.models.decoders.liif import LIIFDecoder
 from lte.models.decoders.lte import LTEDecoder
 from lte.models.decoders.metasr import MetaSRDecoder
+from lte.models.decoders.nearest import NearestDecoder
 
 __all__ = [
     "BLOCK",
@@ -21,4 +22,5 @@ __all__ = [
     "LIIFDecoder",
     "LTEDecoder",
     "MetaSRDecoder",
+    "NearestDecoder",
 ]
