@@ -308,3 +308,26 @@ def test_reader_refuses_a_folder_without_a_run(tmp_path: Path) -> None:
     (tmp_path / "run-x.wandb").write_bytes(b"nope")
     with pytest.raises(UserError, match="not a W&B run log"):
         read_offline_run(tmp_path)
+
+
+def test_report_script_writes_its_spec_offline(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.json"
+    cmd = [sys.executable, str(ROOT / "scripts" / "wandb_report.py"), "--encoder", "rdn"]
+    proc = subprocess.run(
+        [*cmd, "--testsets", "set5", "div2k", "--spec", str(spec)],
+        env=env_offline(),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "offline" in proc.stdout and "no report was created" in proc.stdout
+    data = json.loads(spec.read_text())
+    assert data["title"] == "LTE vs LIIF vs Meta-SR on rdn"
+    assert data["runset"]["filters"] == "Config('encoder') in ['rdn', 'none']"
+    assert [(p["x"], p["y"]) for p in data["panels"]] == [
+        ("scale", ["test/set5/psnr"]),
+        ("scale", ["test/set5/ssim"]),
+        ("scale", ["test/div2k/psnr"]),
+        ("scale", ["test/div2k/ssim"]),
+    ]
+    assert {p["groupby"] for p in data["panels"]} == {"method"}
