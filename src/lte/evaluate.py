@@ -134,6 +134,8 @@ class BicubicBaseline:
     #: Labels in results files and tables (``lte.compare`` shows the row as ``bicubic``).
     model_name = "bicubic"
     encoder_name = "none"
+    #: Any scale works (``SRModel.native_scale`` of an arbitrary-scale model is ``None`` too).
+    native_scale = None
 
     def __repr__(self) -> str:
         return "BicubicBaseline()"
