@@ -44,8 +44,8 @@ format: install ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix src tests scripts
 	$(VENV)/bin/ruff format src tests scripts
 
-demo: install ## the main job: train EDSR-baseline-LTE on the bundled photos (CPU), evaluate, upscale
-	$(PY) scripts/demo.py
+demo: install ## the main job: train EDSR-baseline-LTE on the bundled photos (CPU), evaluate, upscale; THREADS=n on a busy machine
+	$(PY) scripts/demo.py $(if $(THREADS),--threads $(THREADS))
 
 # Run outputs hold checkpoints and results that took hours: `make clean` lists them and keeps
 # them; `make clean FORCE=1` removes them too. runs/ (make demo) and .venv are never touched.

@@ -21,6 +21,13 @@ from test_test_cli import make_folder, save_tiny_checkpoint
 #: ``(id, overrides, fragment)``: ``{d}`` is the work folder; the fragment must be in the message.
 ROWS: list[tuple[str, list[str], str]] = [
     ("ckpt unset", ["testset=sample"], "ckpt is not set"),
+    ("baseline unknown", ["baseline=lanczos", "testset=sample"], "baseline=lanczos is unknown"),
+    (
+        "ckpt and baseline",
+        ["ckpt={d}/tiny.ckpt", "baseline=bicubic", "testset=sample"],
+        "either ckpt=PATH or baseline=bicubic",
+    ),
+    ("progress bad", ["ckpt={d}/tiny.ckpt", "testset=sample", "progress=maybe"], "progress=maybe"),
     ("ckpt missing", ["ckpt={d}/nope.ckpt", "testset=sample"], "nope.ckpt' does not exist"),
     ("ckpt not torch", ["ckpt={d}/junk.ckpt", "testset=sample"], "cannot read checkpoint"),
     ("no testset", ["ckpt={d}/tiny.ckpt"], "no test set chosen"),

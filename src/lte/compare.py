@@ -16,6 +16,7 @@ one panel per test set) and ``comparison.csv`` (the merged records with their me
 
 from __future__ import annotations
 
+import html
 import math
 import os
 import re
@@ -261,7 +262,8 @@ def compare(
 ) -> dict[str, Path]:
     """Write ``comparison.md``, ``comparison.png`` and ``comparison.csv`` into ``out``.
 
-    Returns the written paths by kind (``markdown``, ``plot``, ``csv``).
+    Returns the written paths by kind (``markdown``, ``plot``, ``csv``, and ``wandb``: the local
+    folder of the W&B run when ``use_wandb``).
     """
     records = gather(results, published=published)
     out_dir = Path(out)
@@ -276,32 +278,105 @@ def compare(
     atomic_write_text(paths["csv"], results_csv(records, ["method", *RESULT_KEYS]))
     plot_psnr(records, paths["plot"])
     if use_wandb:
-        log_comparison_to_wandb(records, md, paths["plot"], out_dir, project=wandb_project)
+        paths["wandb"] = log_comparison_to_wandb(
+            records,
+            md,
+            paths,
+            out_dir,
+            project=wandb_project,
+            config={
+                "results": [str(Path(p).resolve()) for p in results],
+                "baseline": baseline,
+                "published": published,
+            },
+        )
     return paths
 
 
+def comparison_name(records: Sequence[dict[str, Any]]) -> str:
+    """``compare <encoders>: <model> vs <model> ...``, e.g. ``compare rdn: lte vs liif vs bicubic``.
+
+    Measured rows only (published ones are the reference); the bicubic row has no encoder.
+    """
+    measured = [r for r in records if r["ckpt"] != PUBLISHED_CKPT] or list(records)
+    encoders = [e for e in dict.fromkeys(r["encoder"] for r in measured) if e != "none"]
+    models = list(dict.fromkeys(r["model"] for r in measured))
+    return f"compare {'+'.join(encoders) or 'bicubic'}: {' vs '.join(models)}"
+
+
+def _key(text: str) -> str:
+    """A W&B key part: letters, digits, ``_ . -``; anything else becomes ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+
+
 def log_comparison_to_wandb(
-    records: Sequence[dict[str, Any]], markdown: str, plot: Path, out_dir: Path, *, project: str
-) -> None:
-    """Log the table and the plot to one W&B run (offline, under ``out_dir``, without an API key)."""
+    records: Sequence[dict[str, Any]],
+    markdown: str,
+    paths: dict[str, Path],
+    out_dir: Path,
+    *,
+    project: str,
+    config: dict[str, Any] | None = None,
+) -> Path:
+    """One W&B run holding the comparison, drawn by W&B itself; returns the run's local folder.
+
+    Logs ``compare/table`` (every record with its method label), one native line chart per test
+    set, ``compare/<set>/psnr_vs_scale`` (``wandb.plot.line_series``: one series per method, PSNR
+    against scale, missing cells simply absent), the markdown tables (``compare/markdown``, and
+    ``comparison.md`` among the run's files) and the matplotlib figure. The run is named after
+    what it compares (:func:`comparison_name`), in group ``compare``, tagged with the encoders and
+    models, and its config lists the results files, methods, test sets and scales. Offline under
+    ``out_dir`` without ``WANDB_API_KEY``.
+    """
     import wandb
 
     mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
     cols = ["method", *RESULT_KEYS]
+    grid = build_grid(records)
+    names = _column_names(records)
+    methods = _methods_in_order(records)
+    measured = [r for r in records if r["ckpt"] != PUBLISHED_CKPT]
+    models = [r["model"] for r in measured]
     run = wandb.init(
-        project=project, job_type="compare", name="comparison", mode=mode, dir=str(out_dir)
+        project=project,
+        job_type="compare",
+        name=comparison_name(records),
+        group="compare",
+        tags=[
+            t[:64]
+            for t in dict.fromkeys(["compare", *(r["encoder"] for r in measured), *models])
+            if t != "none"  # the bicubic row's encoder
+        ],
+        mode=mode,
+        dir=str(out_dir),
+        config={
+            **(config or {}),
+            "methods": methods,
+            "testsets": sorted({names[k] for k in grid}),
+            "scales": sorted({float(r["scale"]) for r in records}),
+        },
     )
     try:
         table = wandb.Table(columns=cols, data=[[rec.get(c) for c in cols] for rec in records])
-        run.log(
-            {
-                "compare/table": table,
-                "compare/psnr_vs_scale": wandb.Image(str(plot)),
-                "compare/markdown": wandb.Html(f"<pre>{markdown}</pre>"),
-            }
-        )
+        logged: dict[str, Any] = {"compare/table": table}
+        for key in sorted(grid, key=lambda k: names[k]):
+            rows = [(m, grid[key][m]) for m in methods if grid[key].get(m)]
+            logged[f"compare/{_key(names[key])}/psnr_vs_scale"] = wandb.plot.line_series(
+                xs=[sorted(row) for _, row in rows],
+                ys=[[row[s] for s in sorted(row)] for _, row in rows],
+                keys=[m for m, _ in rows],
+                title=f"PSNR (dB) against scale: {names[key]} ({key[1]} protocol)",
+                xname="scale",
+            )
+        logged["compare/markdown"] = wandb.Html(f"<pre>{html.escape(markdown)}</pre>")
+        logged["compare/psnr_vs_scale_png"] = wandb.Image(str(paths["plot"]))
+        run.log(logged)
+        run.save(str(paths["markdown"]), base_path=str(out_dir), policy="now")
+        run.save(str(paths["csv"]), base_path=str(out_dir), policy="now")
+        folder = Path(run.dir).parent
     finally:
         run.finish()
+    return folder
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -11,6 +11,9 @@ LIIF/LTE test code as SPEC.md describes it (see ``docs/evaluation.md``):
    and the prediction cropped back.
 3. Prediction denormalised and clamped (never rounded to 8 bits); PSNR and SSIM per image on Y with
    ``s`` px shaved (``benchmark``) or on RGB with ``s + 6`` shaved (``div2k``); plain mean over images.
+
+:data:`BICUBIC` stands in for a model to give every table its reference row: PIL bicubic upscaling of
+the very same LR images, scored by the very same code (``lte.test baseline=bicubic``).
 """
 
 from __future__ import annotations
@@ -133,6 +136,45 @@ def mirror_pad(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
     return x.index_select(-2, rows).index_select(-1, cols), (h_pad, w_pad)
 
 
+class BicubicBaseline:
+    """The bicubic reference row: the LR upscaled with PIL's bicubic to the HR size, nothing learnt.
+
+    Every table in the field has this row; it shares the protocol with the models (same LR, same
+    crop, same shave, same metric) because it goes through the same :func:`score_image`. PIL works
+    on the 8-bit LR and returns 8-bit pixels, the usual way the row is made.
+    """
+
+    #: Labels in results files and tables (``lte.compare`` shows the row as ``bicubic``).
+    model_name = "bicubic"
+    encoder_name = "none"
+    #: Any scale works (``SRModel.native_scale`` of an arbitrary-scale model is ``None`` too).
+    native_scale = None
+
+    def __repr__(self) -> str:
+        return "BicubicBaseline()"
+
+    def upscale(self, lr: np.ndarray, out_hw: tuple[int, int]) -> Tensor:
+        """``(h, w, 3)`` uint8 LR -> ``(1, 3, H, W)`` float in [0, 1] by PIL bicubic."""
+        from PIL import Image
+
+        up = Image.fromarray(lr).resize((out_hw[1], out_hw[0]), Image.Resampling.BICUBIC)
+        return to_tensor(np.asarray(up)).unsqueeze(0)
+
+
+#: The one bicubic baseline (it has no state).
+BICUBIC = BicubicBaseline()
+
+#: What can be scored: a network (:class:`lte.models.SRModel`) or the bicubic baseline.
+Method = nn.Module | BicubicBaseline
+
+
+def method_labels(model: Method) -> tuple[str, str]:
+    """``(model, encoder)`` labels of what is scored: the network's own, or ``bicubic`` / ``none``."""
+    if isinstance(model, BicubicBaseline):
+        return model.model_name, model.encoder_name
+    return labels(model.describe())
+
+
 def super_resolve(
     model: nn.Module,
     lr: Tensor,
@@ -187,7 +229,7 @@ class ImageScore:
 
 
 def score_image(
-    model: nn.Module,
+    model: Method,
     lr: np.ndarray,
     hr: np.ndarray,
     scale: float,
@@ -201,6 +243,8 @@ def score_image(
 ) -> ImageScore:
     """Super-resolve one ``(h, w, 3)`` uint8 LR to its (already cropped) HR and score it.
 
+    ``model`` is a network or :data:`BICUBIC` (PIL bicubic of the same LR, scored the same way).
+
     Raises:
         UserError: the HR is too small to shave the protocol's border.
     """
@@ -213,7 +257,10 @@ def score_image(
         )
     lr_t = to_tensor(lr).unsqueeze(0).to(device)  # (1, 3, h, w)
     gt = to_tensor(hr).unsqueeze(0).to(device)  # (1, 3, H, W)
-    pred = super_resolve(model, lr_t, (h, w), scale, chunk=chunk, tile=tile, fast=fast)
+    if isinstance(model, BicubicBaseline):
+        pred = model.upscale(lr, (h, w)).to(device)
+    else:
+        pred = super_resolve(model, lr_t, (h, w), scale, chunk=chunk, tile=tile, fast=fast)
     p = float(psnr_protocol(pred, gt, scale, protocol)[0])
     if min(h, w) - 2 * border >= SSIM_WINDOW:
         s = float(ssim_protocol(pred, gt, scale, protocol)[0])
@@ -239,7 +286,7 @@ def check_native_scale(model: nn.Module, scales: Sequence[float], ckpt: str = ""
 
 
 def evaluate_testset(
-    model: nn.Module,
+    model: Method,
     testset: TestSet,
     scales: Sequence[float] | EvalSettings,
     *,
@@ -248,44 +295,60 @@ def evaluate_testset(
     device: torch.device | str = "cpu",
     ckpt: str = "",
     on_image: Callable[[float, ImageScore], None] | None = None,
+    progress: bool | None = False,
 ) -> list[ResultRecord]:
     """Score ``model`` on every image of ``testset`` at every scale; one record per scale.
 
-    ``scales`` is a list of scales (checked, with ``chunk`` and ``tile``, as :class:`EvalSettings`)
-    or an :class:`EvalSettings`, whose ``chunk`` and ``tile`` then win. The records' ``model`` and
+    ``model`` is a network or :data:`BICUBIC` (the bicubic row, same protocol). ``scales`` is a
+    list of scales (checked, with ``chunk`` and ``tile``, as :class:`EvalSettings`) or an
+    :class:`EvalSettings`, whose ``chunk`` and ``tile`` then win. The records' ``model`` and
     ``encoder`` are the model's own labels (:func:`lte.models.identity.labels`), never config names;
     ``ckpt`` is stored as given. A scale uses the shipped LR images when the test set has them and
     PIL bicubic LR otherwise (logged once per scale). ``on_image`` is called after every image
-    (progress bars, per-image logs).
+    (per-image logs). ``progress`` draws a tqdm bar per scale on stderr (images done, rate, ETA):
+    ``True`` always, ``False`` never, ``None`` only when stderr is a terminal.
 
     Raises:
         UserError: a bad setting, a missing test-set folder, an LR file missing or of the wrong
             size (named).
     """
+    from tqdm.auto import tqdm
+
     settings = scales if isinstance(scales, EvalSettings) else EvalSettings(scales, chunk, tile)
     check_native_scale(model, settings.scales, ckpt)
-    testset.hr_files()  # a missing folder fails before the model moves anywhere
-    model_name, encoder_name = labels(model.describe())
-    model = model.to(device).eval()
+    n_images = len(testset.hr_files())  # a missing folder fails before the model moves anywhere
+    model_name, encoder_name = method_labels(model)
+    if not isinstance(model, BicubicBaseline):
+        model = model.to(device).eval()
     records = []
     for s in settings.scales:
         scores: list[ImageScore] = []
-        for name, lr, hr in testset.pairs(s):
-            score = score_image(
-                model,
-                lr,
-                hr,
-                s,
-                testset.protocol,
-                chunk=settings.chunk,
-                tile=settings.tile,
-                fast=settings.fast,
-                device=device,
-                name=name,
-            )
-            scores.append(score)
-            if on_image is not None:
-                on_image(s, score)
+        bar = tqdm(
+            total=n_images,
+            desc=f"{testset.name} x{format_scale(s)}",
+            unit="img",
+            disable=None if progress is None else not progress,
+            leave=False,
+        )
+        with bar:
+            for name, lr, hr in testset.pairs(s):
+                score = score_image(
+                    model,
+                    lr,
+                    hr,
+                    s,
+                    testset.protocol,
+                    chunk=settings.chunk,
+                    tile=settings.tile,
+                    fast=settings.fast,
+                    device=device,
+                    name=name,
+                )
+                scores.append(score)
+                bar.set_postfix_str(f"PSNR {np.mean([x.psnr for x in scores]):.2f}", refresh=False)
+                bar.update()
+                if on_image is not None:
+                    on_image(s, score)
         ssims = [x.ssim for x in scores]
         records.append(
             ResultRecord(

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import math
 import os
-import sys
-import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -152,19 +151,24 @@ def _bands(n_codes: int, tile: int, centres: Tensor) -> list[tuple[int, int, int
     return bands
 
 
-def stderr_progress(label: str = "tiles") -> ProgressFn:
-    """A one-line progress bar on stderr (no tqdm needed): ``tiles [#####.....] 5/10 12.3s``."""
-    start = time.monotonic()
+def stderr_progress(label: str = "tiles", *, disable: bool | None = False) -> ProgressFn:
+    """A tqdm bar on stderr for :func:`predict`'s ``progress``: ``tiles: 50%|#### | 5/10 [ETA]``.
+
+    The bar opens at the first call and closes when ``done == total``. ``disable=None`` draws it
+    only when stderr is a terminal; ``True`` never (``lte.upscale --no-progress``).
+    """
+    from tqdm.auto import tqdm
+
+    bar: Any = None
 
     def show(done: int, total: int) -> None:
-        width = 30
-        filled = width * done // total
-        bar = "#" * filled + "." * (width - filled)
-        end = "\n" if done == total else ""
-        elapsed = time.monotonic() - start
-        print(
-            f"\r{label} [{bar}] {done}/{total} {elapsed:.1f}s", end=end, file=sys.stderr, flush=True
-        )
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=label, unit="tile", disable=disable)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+            bar = None
 
     return show
 

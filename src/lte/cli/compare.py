@@ -27,7 +27,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--published", action="store_true", help="add the paper's numbers as reference rows"
     )
-    parser.add_argument("--wandb", action="store_true", help="log table and plot to W&B")
+    parser.add_argument(
+        "--wandb",
+        action="store_true",
+        help="log the table, native line charts and the markdown to one W&B run (offline in OUT/wandb without WANDB_API_KEY)",
+    )
     parser.add_argument("--wandb-project", default="lte", help="W&B project (default: lte)")
     return parser.parse_args(argv)
 

@@ -5,18 +5,20 @@ Examples:
     python -m lte.test ckpt=rdn-lte.pth 'testsets=[set5,set14,b100,urban100]' results_file=res/rdn-lte.json
     python -m lte.test ckpt=last.ckpt testset=folder testset.hr_dir=my_photos testset.protocol=div2k
     python -m lte.test -m ckpt=a.pth,b.pth testset=set5,div2k results_file=res/all.json   # a sweep
+    python -m lte.test baseline=bicubic testset=set5 results_file=res/all.json   # the bicubic row
 
 Every option is checked before the checkpoint is loaded or an image is scored: the results file
 (folder, suffix, an existing file's schema), the scales, ``eval.*``, the device and the test sets'
 folders. The protocol lives in :mod:`lte.evaluate`, test sets in :mod:`lte.testsets`, results files
 in :mod:`lte.results`; this module turns the config into those objects, prints the table, merges
-the results file and, with ``logger=wandb``, logs to W&B.
+the results file and, with ``logger=wandb``, logs to W&B (``scale`` as the step metric, so W&B
+draws PSNR against scale across runs itself; see ``docs/wandb.md``). A tqdm bar per test set and
+scale shows images done and the ETA when stderr is a terminal (``progress=true/false`` forces it).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +30,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from lte.devices import resolve_device
 from lte.errors import UserError, as_user_error, exit_on_user_error
 from lte.evaluate import EvalSettings, evaluate_testset
-from lte.results import ResultRecord, check_results_file, format_scale, merge_results
+from lte.results import (
+    ResultRecord,
+    check_results_file,
+    format_scale,
+    merge_results,
+    scale_value,
+)
 from lte.testsets import TestSet
 
 log = logging.getLogger("lte.test")
@@ -139,30 +147,130 @@ def wandb_settings(logger: Any) -> dict[str, Any] | None:
     return None
 
 
-def log_to_wandb(
-    cfg: DictConfig, records: Sequence[ResultRecord], run_dir: Path, settings: dict[str, Any]
-) -> None:
-    """A W&B run with the results table, ``test/<set>/psnr_x<s>`` summaries and a PSNR-vs-scale plot.
+def training_run(ckpt: str | os.PathLike[str]) -> dict[str, str]:
+    """The W&B run that trained an lte checkpoint: ``{"id", "project", "entity", "path"}`` or ``{}``.
 
-    Without ``WANDB_API_KEY`` (and no explicit mode) the run is offline and lives in
-    ``<run dir>/wandb`` (upload later with ``wandb sync``), so no account is ever needed.
+    Training stores its run id (``wandb_run_id``) and its resolved config (``train_config``) in
+    every checkpoint. Both are read as plain data (weights-only load, tensors memory-mapped, so
+    nothing is read twice): a value that is not a well-formed id or name is ignored.
+    """
+    import torch
+
+    from lte.training.loggers import valid_run_id
+
+    try:
+        obj = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # official files (no run), old formats: nothing to link
+        return {}
+    if not isinstance(obj, dict) or valid_run_id(obj.get("wandb_run_id")) is None:
+        return {}
+    out = {"id": obj["wandb_run_id"]}
+    train_cfg = obj.get("train_config")
+    node = train_cfg.get("logger") if isinstance(train_cfg, dict) else None
+    node = node.get("wandb") if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        for key in ("project", "entity"):
+            if valid_run_id(node.get(key)):
+                out[key] = node[key]
+    out["path"] = "/".join(out[k] for k in ("entity", "project", "id") if k in out)
+    return out
+
+
+def wandb_identity(
+    records: Sequence[ResultRecord], train: dict[str, str], settings: dict[str, Any]
+) -> dict[str, Any]:
+    """Name, group and tags of a test run, from what was measured (never from config file names).
+
+    Name ``test-<encoder>-<model>-<sets>`` (``test-bicubic-set5`` for the baseline), group
+    ``<encoder>-<model>`` (so runs of one method sit together and the UI can average them), tags
+    ``test``, the model, the encoder, each test set and ``train-<run id>``. The ``logger.wandb``
+    node's own ``name``/``group``/``tags`` win (tags are added).
+    """
+    first = records[0]
+    sets = list(dict.fromkeys(r.testset for r in records))
+    method = "bicubic" if first.model == "bicubic" else f"{first.encoder}-{first.model}"
+    name = f"test-{method}-{'+'.join(sets)}"
+    tags = ["test", first.model, first.encoder, *sets]
+    if train:
+        tags.append(f"train-{train['id']}")
+    tags = [t[:64] for t in dict.fromkeys([*tags, *(settings.get("tags") or [])])]
+    return {
+        "name": settings.get("name") or name,
+        "group": settings.get("group") or method,
+        "tags": tags,
+        "method": method,
+    }
+
+
+def log_to_wandb(
+    cfg: DictConfig,
+    records: Sequence[ResultRecord],
+    run_dir: Path,
+    settings: dict[str, Any],
+    *,
+    ckpt_source: str = "",
+) -> Path:
+    """One W&B run per ``lte.test`` call, drawn by W&B itself; returns its local folder.
+
+    History: one row per (test set, scale) in increasing scale, ``{"scale": s,
+    "test/<set>/psnr": ..., "test/<set>/ssim": ...}``, with ``scale`` declared as the step metric
+    of ``test/<set>/*`` (``define_metric``): the UI plots PSNR and SSIM against scale for any
+    selection of runs. Also a Table ``test/results`` (the results file's rows) and summaries
+    ``test/<set>/psnr_x<s>`` (runs-table columns). Config: the run's options plus ``method``,
+    ``model``, ``encoder``, ``ckpt`` (absolute), ``train_run_id`` / ``train_run_path`` (the W&B run
+    stored in the checkpoint) and ``protocols``. Without ``WANDB_API_KEY`` (and no explicit mode)
+    the run is offline in ``<run dir>/wandb`` (upload later with ``wandb sync``).
     """
     import wandb
 
     mode = settings.get("mode") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
     first = records[0]
+    baseline = first.model == "bicubic"
+    train = {} if baseline else training_run(first.ckpt)
+    ident = wandb_identity(records, train, settings)
+    sets = list(dict.fromkeys(r.testset for r in records))
+    config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    config.update(
+        method=ident["method"],
+        model=first.model,
+        encoder=first.encoder,
+        ckpt=first.ckpt if baseline else str(Path(first.ckpt).resolve()),
+        ckpt_source=ckpt_source,
+        train_run_id=train.get("id"),
+        train_run_path=train.get("path"),
+        testsets=sets,
+        protocols={r.testset: r.protocol for r in records},
+        scales=sorted({scale_value(r.scale) for r in records}),
+    )
+    notes = f"lte.test of {ident['method']}"
+    if not baseline:
+        notes += f", checkpoint {config['ckpt']}"
+    if train:
+        notes += f", trained in W&B run {train['path']}"
+    save_dir = Path(str(settings.get("save_dir") or run_dir))
+    save_dir.mkdir(parents=True, exist_ok=True)
     run = wandb.init(
         project=settings.get("project") or "lte",
         entity=settings.get("entity"),
-        name=settings.get("name") or f"test-{first.encoder}-{first.model}",
-        group=settings.get("group"),
-        tags=list(settings.get("tags") or []) or None,
+        name=ident["name"],
+        group=ident["group"],
+        tags=ident["tags"],
+        notes=notes,
         job_type="test",
         mode=mode,
-        dir=str(settings.get("save_dir") or run_dir),
-        config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+        dir=str(save_dir),
+        config=config,
     )
     try:
+        run.define_metric("scale")
+        for t in sets:
+            run.define_metric(f"test/{t}/*", step_metric="scale")
+        for t in sets:
+            for r in sorted((r for r in records if r.testset == t), key=lambda r: r.scale):
+                row: dict[str, Any] = {"scale": scale_value(r.scale), f"test/{t}/psnr": r.psnr}
+                if r.ssim is not None:
+                    row[f"test/{t}/ssim"] = r.ssim
+                run.log(row)
         rows = [r.to_dict() for r in records]
         cols = list(rows[0])
         run.log({"test/results": wandb.Table(columns=cols, data=[list(r.values()) for r in rows])})
@@ -171,19 +279,34 @@ def log_to_wandb(
             run.summary[f"{key}/psnr_x{format_scale(r.scale)}"] = r.psnr
             if r.ssim is not None:
                 run.summary[f"{key}/ssim_x{format_scale(r.scale)}"] = r.ssim
-        sets = list(dict.fromkeys(r.testset for r in records))
-        scales = sorted({r.scale for r in records})
-        by = {(r.testset, r.scale): r.psnr for r in records}
-        plot = wandb.plot.line_series(
-            xs=scales,
-            ys=[[by.get((t, s), math.nan) for s in scales] for t in sets],
-            keys=sets,
-            title="PSNR against scale",
-            xname="scale",
-        )
-        run.log({"test/psnr_vs_scale": plot})
+        folder = Path(run.dir).parent
     finally:
         run.finish()
+    return folder
+
+
+def check_method(cfg: DictConfig) -> str | None:
+    """``"bicubic"`` for ``baseline=bicubic``, ``None`` when a checkpoint is scored.
+
+    Raises:
+        UserError: neither or both of ``ckpt`` and ``baseline`` are given, or an unknown baseline.
+    """
+    baseline = cfg.get("baseline")
+    has_ckpt = not OmegaConf.is_missing(cfg, "ckpt") and bool(cfg.ckpt)
+    if baseline is not None:
+        if str(baseline).lower() != "bicubic":
+            raise UserError(f"baseline={baseline} is unknown: use baseline=bicubic")
+        if has_ckpt:
+            raise UserError(
+                "pass either ckpt=PATH or baseline=bicubic, not both (one method per run)"
+            )
+        return "bicubic"
+    if not has_ckpt:
+        raise UserError(
+            "ckpt is not set: pass ckpt=PATH (an official .pth or an lte checkpoint), "
+            "or baseline=bicubic for the bicubic row"
+        )
+    return None
 
 
 def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
@@ -191,10 +314,12 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
 
     All options are checked first, so a mistake costs seconds, never a finished evaluation.
     """
-    from lte.checkpoint import load_checkpoint
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
-    if OmegaConf.is_missing(cfg, "ckpt") or not cfg.ckpt:
-        raise UserError("ckpt is not set: pass ckpt=PATH (an official .pth or an lte checkpoint)")
+    from lte.checkpoint import load_checkpoint
+    from lte.evaluate import BICUBIC
+
+    baseline = check_method(cfg)
     settings = EvalSettings(
         cfg.scales, cfg.eval.chunk, cfg.eval.get("tile", 0), cfg.eval.get("fast", False)
     )
@@ -204,21 +329,30 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
         run_dir.mkdir(parents=True, exist_ok=True)
         results_file = check_results_file(run_dir / "results.json")
     wandb_cfg = wandb_settings(cfg.get("logger"))
+    progress = check_progress(cfg.get("progress"))
     device = resolve_device(str(cfg.device), "device=")
     testsets = testsets_from_config(cfg)
     for testset in testsets:  # a missing data set fails before the (slow) checkpoint load
         testset.hr_files()
-    loaded = load_checkpoint(cfg.ckpt)  # on the CPU; evaluate_testset moves it to `device`
-    log.info("%s checkpoint '%s' on %s", loaded.source, loaded.path, device)
+    if baseline is not None:
+        method: Any = BICUBIC
+        ckpt, source = "bicubic", "baseline"
+        log.info("bicubic baseline (PIL bicubic upscaling of the same LR, same protocol)")
+    else:
+        loaded = load_checkpoint(cfg.ckpt)  # on the CPU; evaluate_testset moves it to `device`
+        method, ckpt, source = loaded.model, str(cfg.ckpt), loaded.source
+        log.info("%s checkpoint '%s' on %s", loaded.source, loaded.path, device)
     records: list[ResultRecord] = []
     for testset in testsets:
-        recs = evaluate_testset(loaded.model, testset, settings, device=device, ckpt=str(cfg.ckpt))
+        with logging_redirect_tqdm():  # log lines print above the bar instead of through it
+            recs = evaluate_testset(
+                method, testset, settings, device=device, ckpt=ckpt, progress=progress
+            )
         for r in recs:
             ssim = "-" if r.ssim is None else f"{r.ssim:.4f}"
             log.info(
-                "%s-%s %s x%s: PSNR %.4f dB, SSIM %s (%d images)",
-                r.encoder,
-                r.model,
+                "%s %s x%s: PSNR %.4f dB, SSIM %s (%d images)",
+                "bicubic" if r.model == "bicubic" else f"{r.encoder}-{r.model}",
                 r.testset,
                 format_scale(r.scale),
                 r.psnr,
@@ -231,8 +365,23 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
     print(format_table(records))
     print(f"results: {results_file} (+ {results_file.with_suffix('.csv').name})")
     if wandb_cfg is not None:
-        log_to_wandb(cfg, records, run_dir, wandb_cfg)
+        folder = log_to_wandb(cfg, records, run_dir, wandb_cfg, ckpt_source=source)
+        print(f"W&B run: {folder}")
     return records
+
+
+def check_progress(value: Any) -> bool | None:
+    """``progress``: ``null`` (a bar when stderr is a terminal), ``true`` or ``false``.
+
+    Raises:
+        UserError: any other value.
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text in ("auto", "null", "none"):
+        return None
+    raise UserError(f"progress={value} is not a choice: use progress=true, false or null (auto)")
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="test")
