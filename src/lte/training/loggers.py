@@ -62,21 +62,26 @@ def wandb_quiet_kwargs(mode: str) -> dict[str, Any]:
     Offline, W&B prints seven lines at start and a history sparkline at the end that say nothing
     the run directory does not; :func:`describe_wandb` prints the one line that matters (where the
     run is, and how to upload it). Online runs keep W&B's output (it prints the run's URL).
-    Lightning passes ``anonymous=None``, which wandb >= 0.19 warns about on every run; wandb's own
-    "not set" marker, where it has one, avoids that.
     """
     import wandb
 
     extra: dict[str, Any] = {}
-    try:
-        from wandb.sdk.lib.deprecation import UNSET
-
-        extra["anonymous"] = UNSET
-    except ImportError:  # an older wandb, which does not warn
-        pass
     if mode != "online":
         extra["settings"] = wandb.Settings(silent=True)
     return extra
+
+
+def drop_anonymous(logger: Any) -> Any:
+    """Stop Lightning's WandbLogger from passing ``anonymous=None`` to ``wandb.init``.
+
+    wandb >= 0.19 warns "The anonymous setting has no effect" on every run for any value but its
+    own "not set"; Lightning 2.6 always passes one. The key is removed from the arguments Lightning
+    keeps for ``wandb.init`` (a private dict, hence the checks), so wandb sees it unset.
+    """
+    init_args = getattr(logger, "_wandb_init", None)
+    if isinstance(init_args, dict) and init_args.get("anonymous") is None:
+        init_args.pop("anonymous", None)
+    return logger
 
 
 def define_val_metrics(loggers: list[Any], val_names: list[str]) -> None:
@@ -147,16 +152,18 @@ def build_loggers(
                 write_run_id(run_dir, run_id)
             factory = build(f"logger.{key}", instantiate, node, _partial_=True)
             loggers.append(
-                build(
-                    f"logger.{key}",
-                    factory,
-                    id=run_id,
-                    resume="allow",
-                    mode=mode,
-                    name=node.get("name") or name,
-                    group=node.get("group") or default_group(),
-                    tags=list(dict.fromkeys([*tags, *(node.get("tags") or [])])),
-                    **wandb_quiet_kwargs(mode),
+                drop_anonymous(
+                    build(
+                        f"logger.{key}",
+                        factory,
+                        id=run_id,
+                        resume="allow",
+                        mode=mode,
+                        name=node.get("name") or name,
+                        group=node.get("group") or default_group(),
+                        tags=list(dict.fromkeys([*tags, *(node.get("tags") or [])])),
+                        **wandb_quiet_kwargs(mode),
+                    )
                 )
             )
         else:
