@@ -6,6 +6,9 @@ Examples:
     python -m lte.train experiment=swinir_lte trainer.devices=4   # a paper row on 4 GPUs (DDP)
     python -m lte.train hydra.run.dir=runs/a ckpt_path=last       # resume runs/a (or start it)
     python -m lte.train -m data.scale_max=2,3,4           # a sweep: three runs, one W&B group
+    python -m lte.train debug=fdr data=sample encoder=edsr_tiny   # one step + validation, logged
+    python -m lte.train hparams_search=scale_lr_optuna    # an Optuna search (pip install .[sweep])
+    python -m lte.train --help                            # the groups and options training uses
 
 Everything of a run lands in its run directory (``hydra.run.dir``): ``checkpoints/last.ckpt`` and
 ``checkpoints/best.ckpt``, the W&B or CSV logs, ``images/`` and Hydra's ``.hydra/`` config record.

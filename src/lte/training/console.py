@@ -96,4 +96,4 @@ def config_tree(cfg: DictConfig, *, resolve: bool = False) -> str:
     console = Console(width=100, record=True, force_terminal=False)
     with console.capture() as capture:
         console.print(tree)
-    return capture.get().rstrip()
+    return "\n".join(line.rstrip() for line in capture.get().rstrip().splitlines())
