@@ -442,3 +442,34 @@ def test_optuna_search_runs_trials_and_reads_the_metric(tmp_path: Path) -> None:
     best = (sweep / "optimization_results.yaml").read_text()
     assert "best_value" in best and "data.scale_max" in best, best
     assert res.returncode == 0
+
+
+@pytest.mark.parametrize("overfit", [0, 2])
+def test_overfit_repeats_the_first_batches_every_epoch(overfit: int) -> None:
+    """debug=overfit (trainer.overfit_batches) must train on the same batches every epoch; a
+    normal run draws each epoch anew. A real, unlaunched Trainer stands for the running one."""
+    import lightning as L
+
+    from lte.data.datamodule import SRDataModule
+    from lte.training.data import TrainingData
+
+    sample = ROOT / "data" / "sample"
+    inner = SRDataModule(
+        train_dir=sample / "train", val_dir=sample / "val", cache="memory", inp_size=16,
+        sample_q=64, batch_size=4, repeat=1, num_workers=0, pin_memory=False,
+        persistent_workers=False,
+    )  # fmt: skip
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, logger=False, overfit_batches=overfit, max_epochs=3
+    )
+    data = TrainingData(inner, seed=0)
+    data.trainer = trainer
+    data.setup("fit")
+    loader = data.train_dataloader()
+    progress = trainer.fit_loop.epoch_loop.batch_progress.total
+    epochs = []
+    for done in (0, loader.epoch_length()):  # the start of epoch 0, then of epoch 1
+        progress.processed = done
+        epochs.append(next(iter(loader)))
+    same = all(torch.equal(epochs[0][k], epochs[1][k]) for k in epochs[0])
+    assert same == bool(overfit)

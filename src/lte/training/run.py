@@ -105,7 +105,7 @@ def describe_validation(datamodule: Any) -> str:
     if not sets or len(sets) != len(names):
         return "validation: PSNR on fixed patches of data.val_dir"
     images = len(getattr(sets[0].store, "shapes", []) or [])
-    fixed = f", {names[1]}..{names[-1]}: {len(sets[1])} each" if len(sets) > 1 else ""
+    fixed = f", val/{names[1]}..val/{names[-1]}: {len(sets[1])} each" if len(sets) > 1 else ""
     return (
         f"validation: PSNR (RGB, no shave) on fixed patches of {images} images in "
         f"{datamodule.val_dir}, LR side {datamodule.val_inp_size} px: val/{names[0]}: "
