@@ -473,3 +473,35 @@ def test_overfit_repeats_the_first_batches_every_epoch(overfit: int) -> None:
         epochs.append(next(iter(loader)))
     same = all(torch.equal(epochs[0][k], epochs[1][k]) for k in epochs[0])
     assert same == bool(overfit)
+
+
+def test_make_clean_keeps_run_outputs_unless_told(tmp_path: Path) -> None:
+    """``make clean`` never removes run outputs without a yes: kept without a terminal to ask on
+    (as here), removed with FORCE=1; it says which. Run on a copy of the Makefile in a scratch
+    folder, so nothing of this checkout is touched."""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    for folder in ("src", "tests", "scripts", "outputs/train/x", "multirun/y"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "outputs" / "train" / "x" / "last.ckpt").write_bytes(b"weights")
+
+    def clean(*args: str) -> str:
+        res = subprocess.run(
+            ["make", "-s", "clean", *args],
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    assert "kept run outputs: outputs multirun" in clean()
+    assert (tmp_path / "outputs" / "train" / "x" / "last.ckpt").is_file()
+    assert "removing run outputs: outputs multirun" in clean("FORCE=1")
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
+    assert "no run outputs" in clean()
