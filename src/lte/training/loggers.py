@@ -109,6 +109,8 @@ def describe_wandb(loggers: list[Any]) -> str | None:
         if type(logger).__name__ != "WandbLogger":
             continue
         run = logger.experiment
+        if getattr(run, "disabled", False):
+            return "W&B: disabled (logger.wandb.mode=disabled): nothing is logged"
         folder = getattr(run, "dir", None)
         if not folder:
             return None
