@@ -47,11 +47,12 @@ format: install ## apply ruff's fixes and formatting
 demo: install ## the main job: train EDSR-baseline-LTE on the bundled photos (CPU), evaluate, upscale; THREADS=n on a busy machine
 	$(PY) scripts/demo.py $(if $(THREADS),--threads $(THREADS))
 
-# Run outputs hold checkpoints and results that took hours: `make clean` lists them and keeps
-# them; `make clean FORCE=1` removes them too. runs/ (make demo) and .venv are never touched.
+# Run outputs hold checkpoints and results that took hours: `make clean` asks before removing them
+# (y/N; anything but y keeps them) and says what it did; without a terminal to ask on it keeps them.
+# `make clean FORCE=1` removes them without asking. runs/ (make demo) and .venv are never touched.
 RUN_OUTPUTS := outputs multirun
 
-clean: ## remove caches (build, egg-info, pytest/ruff); run outputs (outputs/ multirun/) only with FORCE=1
+clean: ## remove caches (build, egg-info, pytest/ruff); run outputs (outputs/ multirun/) after asking, or with FORCE=1
 	rm -rf build .pytest_cache .ruff_cache src/*.egg-info
 	find src tests scripts -name __pycache__ -type d -prune -exec rm -rf {} +
 	@present="$(wildcard $(RUN_OUTPUTS))"; \
@@ -59,6 +60,13 @@ clean: ## remove caches (build, egg-info, pytest/ruff); run outputs (outputs/ mu
 		echo "no run outputs ($(RUN_OUTPUTS)) to remove"; \
 	elif [ "$(FORCE)" = 1 ]; then \
 		echo "removing run outputs: $$present"; rm -rf $$present; \
+	elif [ -t 0 ]; then \
+		printf 'remove run outputs %s (checkpoints, results)? [y/N] ' "$$present"; \
+		answer=; read -r answer || true; \
+		case "$$answer" in \
+			[yY]|[yY][eE][sS]) rm -rf $$present; echo "removed run outputs: $$present";; \
+			*) echo "kept run outputs: $$present (make clean FORCE=1 removes them without asking)";; \
+		esac; \
 	else \
-		echo "kept run outputs: $$present (checkpoints, results); make clean FORCE=1 removes them"; \
+		echo "kept run outputs: $$present (no terminal to ask on; make clean FORCE=1 removes them)"; \
 	fi

@@ -72,6 +72,11 @@ def fake_checkpoint(path: Path) -> Path:
 ROWS = [
     ("batch-not-a-number", ["data.batch_size=abc"], "data.batch_size=abc must be a whole number"),
     ("batch-zero", ["data.batch_size=0"], "data.batch_size=0 must be a whole number"),
+    (
+        "optimized-metric-unknown",
+        ["optimized_metric=val/psnr_x5"],
+        "optimized_metric=val/psnr_x5 is not logged by this run: use one of val/psnr, val/psnr_x2",
+    ),
     ("batch-float", ["data.batch_size=2.5"], "data.batch_size=2.5 must be a whole number"),
     (
         "batch-not-divisible",

@@ -6,6 +6,9 @@ Examples:
     python -m lte.train experiment=swinir_lte trainer.devices=4   # a paper row on 4 GPUs (DDP)
     python -m lte.train hydra.run.dir=runs/a ckpt_path=last       # resume runs/a (or start it)
     python -m lte.train -m data.scale_max=2,3,4           # a sweep: three runs, one W&B group
+    python -m lte.train debug=fdr data=sample encoder=edsr_tiny   # one step + validation, logged
+    python -m lte.train hparams_search=scale_lr_optuna    # an Optuna search (pip install .[sweep])
+    python -m lte.train --help                            # the groups and options training uses
 
 Everything of a run lands in its run directory (``hydra.run.dir``): ``checkpoints/last.ckpt`` and
 ``checkpoints/best.ckpt``, the W&B or CSV logs, ``images/`` and Hydra's ``.hydra/`` config record.
@@ -20,9 +23,35 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lte.errors import UserError, exit_on_user_error
+
+#: The config groups a training run is composed from, in the order --help lists them.
+TRAIN_GROUPS = ("model", "encoder", "data", "trainer", "logger", "callbacks", "experiment")
+TRAIN_GROUPS += ("debug", "hparams_search")
+#: Options that other configs include and that are not meant to be chosen on their own.
+FRAGMENTS = frozenset({"data/base", "experiment/paper", "experiment/paper_swinir"})
+_CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def train_groups_help() -> str:
+    """``group: option, option, ...`` for the groups training uses (``--help``), fragments left out."""
+    lines = []
+    for group in TRAIN_GROUPS:
+        options = sorted(
+            p.stem for p in (_CONF / group).glob("*.yaml") if f"{group}/{p.stem}" not in FRAGMENTS
+        )
+        if options:
+            lines.append(f"{group}: {', '.join(options)}")
+    lines.append(
+        "(the recipe of the (encoder, model) pair, conf/recipe/, and the git-ignored "
+        "conf/local/default.yaml apply by themselves)"
+    )
+    return "\n".join(lines)
+
+
+OmegaConf.register_new_resolver("lte_train_groups", train_groups_help, replace=True)
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="train")
@@ -31,7 +60,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     from lte.training.run import train
 
     metrics = train(cfg)
-    return metrics.get("val/psnr")
+    # What a sweeper (hparams_search=..., Optuna) optimises; a plain run ignores it.
+    metric = cfg.get("optimized_metric")
+    return metrics.get(metric) if metric else None
 
 
 @exit_on_user_error

@@ -151,6 +151,8 @@ class ResumableLoader:
         done = int(self.trainer.fit_loop.epoch_loop.batch_progress.total.processed)
         length = self.epoch_length()
         self.batches.epoch, self.batches.start = divmod(done, length)
+        if self.trainer.overfit_batches:  # debug=overfit: the same first batches every epoch
+            self.batches.epoch, self.batches.start = 0, 0
         return iter(self.loader)
 
     def state_dict(self) -> dict[str, int]:

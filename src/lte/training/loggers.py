@@ -56,6 +56,72 @@ def valid_run_id(value: Any) -> str | None:
     return value if isinstance(value, str) and _RUN_ID.fullmatch(value) else None
 
 
+def wandb_quiet_kwargs(mode: str) -> dict[str, Any]:
+    """Extra ``wandb.init`` arguments that keep W&B's console notices out of an offline run.
+
+    Offline, W&B prints seven lines at start and a history sparkline at the end that say nothing
+    the run directory does not; :func:`describe_wandb` prints the one line that matters (where the
+    run is, and how to upload it). Online runs keep W&B's output (it prints the run's URL).
+    """
+    import wandb
+
+    extra: dict[str, Any] = {}
+    if mode != "online":
+        extra["settings"] = wandb.Settings(silent=True)
+    return extra
+
+
+def drop_anonymous(logger: Any) -> Any:
+    """Stop Lightning's WandbLogger from passing ``anonymous=None`` to ``wandb.init``.
+
+    wandb >= 0.19 warns "The anonymous setting has no effect" on every run for any value but its
+    own "not set"; Lightning 2.6 always passes one. The key is removed from the arguments Lightning
+    keeps for ``wandb.init`` (a private dict, hence the checks), so wandb sees it unset.
+    """
+    init_args = getattr(logger, "_wandb_init", None)
+    if isinstance(init_args, dict) and init_args.get("anonymous") is None:
+        init_args.pop("anonymous", None)
+    return logger
+
+
+def define_val_metrics(loggers: list[Any], val_names: list[str]) -> None:
+    """W&B summaries of ``val/psnr*`` are the best value (``max``), not the last.
+
+    Each name is defined on its own: wandb's glob ``val/psnr*`` matches ``val/psnr`` but not
+    ``val/psnr_x2``. The step metric stays Lightning's ``trainer/global_step``. Only rank 0 holds
+    a real W&B run; elsewhere ``experiment`` is Lightning's dummy and this does nothing.
+    """
+    for logger in loggers:
+        if type(logger).__name__ != "WandbLogger":
+            continue
+        run = logger.experiment
+        if not hasattr(run, "define_metric"):
+            continue
+        for name in val_names:
+            run.define_metric(
+                f"val/{name}", step_metric="trainer/global_step", step_sync=True, summary="max"
+            )
+
+
+def describe_wandb(loggers: list[Any]) -> str | None:
+    """One line on where the W&B run is (and, offline, how to upload it); None without W&B."""
+    for logger in loggers:
+        if type(logger).__name__ != "WandbLogger":
+            continue
+        run = logger.experiment
+        if getattr(run, "disabled", False):
+            return "W&B: disabled (logger.wandb.mode=disabled): nothing is logged"
+        folder = getattr(run, "dir", None)
+        if not folder:
+            return None
+        run_dir = Path(folder).parent
+        if getattr(run, "offline", False):
+            return f"W&B: offline run {run.id} in {run_dir} (upload it later: wandb sync {run_dir})"
+        url = getattr(run, "url", None)
+        return f"W&B: run {run.id}" + (f" at {url}" if url else "")
+    return None
+
+
 def build_loggers(
     cfg: DictConfig,
     run_dir: Path,
@@ -88,15 +154,18 @@ def build_loggers(
                 write_run_id(run_dir, run_id)
             factory = build(f"logger.{key}", instantiate, node, _partial_=True)
             loggers.append(
-                build(
-                    f"logger.{key}",
-                    factory,
-                    id=run_id,
-                    resume="allow",
-                    mode=mode,
-                    name=node.get("name") or name,
-                    group=node.get("group") or default_group(),
-                    tags=list(dict.fromkeys([*tags, *(node.get("tags") or [])])),
+                drop_anonymous(
+                    build(
+                        f"logger.{key}",
+                        factory,
+                        id=run_id,
+                        resume="allow",
+                        mode=mode,
+                        name=node.get("name") or name,
+                        group=node.get("group") or default_group(),
+                        tags=list(dict.fromkeys([*tags, *(node.get("tags") or [])])),
+                        **wandb_quiet_kwargs(mode),
+                    )
                 )
             )
         else:

@@ -110,9 +110,10 @@ class SRLitModule(L.LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
         # Milestones are epochs, as in the paper's recipe (1000 epochs of 1000 iterations).
+        # "name": the key LearningRateMonitor logs the learning rate under.
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "name": "lr"},
         }
 
     # --- training ----------------------------------------------------------------------------
@@ -153,9 +154,7 @@ class SRLitModule(L.LightningModule):
         self.bad_steps = 0
         batch_size = batch["inp"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
-        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-        self.log("lr", lr, batch_size=batch_size)
-        return loss
+        return loss  # the learning rate is logged by LearningRateMonitor (callbacks.lr_monitor)
 
     # --- validation --------------------------------------------------------------------------
 

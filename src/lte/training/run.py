@@ -17,7 +17,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from lte.errors import UserError
 from lte.training.checks import build, check_config
-from lte.training.loggers import build_loggers, default_tags, run_name
+from lte.training.console import config_tree, setup_console
+from lte.training.loggers import (
+    build_loggers,
+    default_tags,
+    define_val_metrics,
+    describe_wandb,
+    run_name,
+)
 from lte.training.resume import (
     check_resume_fits,
     load_resume_checkpoint,
@@ -78,6 +85,37 @@ def optimizer_factories(cfg: DictConfig, params: list[Any]) -> tuple[Any, Any]:
     return optimizer_factory, scheduler_factory
 
 
+def check_optimized_metric(cfg: DictConfig, val_names: list[str]) -> str | None:
+    """``optimized_metric`` (what a sweep maximises) must be a metric this run logs."""
+    metric = cfg.get("optimized_metric")
+    if metric is None:
+        return None
+    known = [f"val/{n}" for n in val_names] + ["train/loss"]
+    if metric not in known:
+        raise UserError(
+            f"optimized_metric={metric} is not logged by this run: use one of {', '.join(known)}"
+        )
+    return str(metric)
+
+
+def describe_validation(datamodule: Any) -> str:
+    """One line saying what ``val/psnr*`` measure, and that ``lte.test`` measures something else."""
+    sets = list(getattr(datamodule, "val_sets", None) or [])
+    names = list(getattr(datamodule, "val_names", None) or [])
+    if not sets or len(sets) != len(names):
+        return "validation: PSNR on fixed patches of data.val_dir"
+    images = len(getattr(sets[0].store, "shapes", []) or [])
+    fixed = f", val/{names[1]}..val/{names[-1]}: {len(sets[1])} each" if len(sets) > 1 else ""
+    return (
+        f"validation: PSNR (RGB, no shave) on fixed patches of {images} images in "
+        f"{datamodule.val_dir}, LR side {datamodule.val_inp_size} px: val/{names[0]}: "
+        f"{len(sets[0])} patches at scales spread over [{datamodule.scale_min:g}, "
+        f"{datamodule.scale_max:g}]{fixed}, at the same places for every scale. These are patch "
+        "scores for following training; lte.test scores whole images (shave, Y channel per "
+        "protocol) and is what to report"
+    )
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one training job from a composed config; returns the final logged metrics.
 
@@ -92,6 +130,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from lte.training.callbacks import AtomicCheckpointIO
     from lte.training.data import TrainingData
 
+    rank = process_rank()
+    setup_console(rank)
+    if rank == 0 and cfg.get("print_config", True):
+        print(config_tree(cfg, resolve=True), flush=True)
     check_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
     ckpt_dir = Path(cfg.paths.checkpoint_dir)
@@ -100,13 +142,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     ensure_writable(ckpt_dir)
     resume = load_resume_checkpoint(ckpt_path) if ckpt_path is not None else None
-    rank = process_rank()
     # Model init: every rank the same seed is not needed (DDP broadcasts rank 0's weights); the
     # training samples are a function of (seed, epoch, position) alone (lte.training.data).
     L.seed_everything(int(cfg.seed) + rank, workers=True, verbose=False)
 
     datamodule = build("data", instantiate, cfg.data)
     datamodule.setup("fit")  # scan and validate the folders now: a bad path fails in one line
+    check_optimized_metric(cfg, list(datamodule.val_names))
     net = build("model", instantiate_model, cfg)
     data_smax = float(datamodule.scale_max)
     if float(net.scale_max) != data_smax:
@@ -150,6 +192,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         for key, node in (cfg.get("callbacks") or {}).items()
         if node is not None and "_target_" in node
     ]
+    if not loggers:  # LearningRateMonitor refuses to run without a logger: nothing to log into
+        callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
     trainer: L.Trainer = build(
         "trainer",
         instantiate,
@@ -160,7 +204,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     for logger in loggers:
         logger.log_hyperparams(run_config)
+    define_val_metrics(loggers, list(datamodule.val_names))
     log.info("run directory: %s", run_dir)
+    if rank == 0:
+        where = describe_wandb(loggers)
+        if where:
+            log.info(where)
+        log.info(describe_validation(datamodule))
     data = TrainingData(datamodule, seed=int(cfg.seed))
     try:
         trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
