@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import struct
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
+
+from lte.wandb_offline import records
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "src" / "lte" / "conf"
@@ -66,38 +67,12 @@ def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[
 
 
 # --- reading an offline W&B run back -------------------------------------------------------------
-# wandb 0.31 has no Python reader of its run log any more; the log is LevelDB's record layout (a
-# 7-byte ":W&B" header, 32 KiB blocks of `crc32 | length | type | payload` chunks) holding
-# wandb_internal_pb2.Record messages, decoded here with W&B's own protobuf classes.
-
-_BLOCK, _HEADER = 32768, struct.Struct("<IHB")
+# Records come from lte.wandb_offline (W&B's own protobuf classes); this view keeps each key as W&B
+# wrote it (``nested_key`` joined by "/"), which is what the summary checks below compare.
 
 
 def wandb_records(path: Path) -> list[Any]:
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B", path
-    records, pos, pending = [], 7, b""
-    while pos + _HEADER.size <= len(data):
-        left = _BLOCK - pos % _BLOCK
-        if left < _HEADER.size:
-            pos += left
-            continue
-        _, length, kind = _HEADER.unpack_from(data, pos)
-        if kind == 0 and length == 0:
-            pos += left
-            continue
-        chunk = data[pos + _HEADER.size : pos + _HEADER.size + length]
-        pos += _HEADER.size + length
-        if kind in (1, 4):  # full, last
-            record = pb.Record()
-            record.ParseFromString(pending + chunk)
-            records.append(record)
-            pending = b""
-        else:  # first, middle
-            pending += chunk
-    return records
+    return list(records(path))
 
 
 def _key(item: Any) -> str:

@@ -103,25 +103,35 @@ def _put(target: dict[str, Any], item: Any) -> None:
     node[path[-1]] = json.loads(item.value_json)
 
 
+def records(log: str | os.PathLike[str]) -> Iterator[Any]:
+    """Every ``wandb_internal_pb2.Record`` of one ``run-<id>.wandb`` log, in logged order.
+
+    Raises:
+        UserError: the file is not a W&B run log.
+    """
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = Path(log).read_bytes()
+    if data[:4] != b":W&B":
+        raise UserError(f"'{log}' is not a W&B run log (no :W&B header)")
+    for payload in _payloads(data):
+        record = pb.Record()
+        record.ParseFromString(payload)
+        yield record
+
+
 def read_offline_run(folder: str | os.PathLike[str]) -> OfflineRun:
     """Decode the offline run in ``folder`` (``.../offline-run-<time>-<id>``).
 
     Raises:
         UserError: the folder holds no ``run-*.wandb`` log, or the file is not one.
     """
-    from wandb.proto import wandb_internal_pb2 as pb
-
     root = Path(folder)
     logs = sorted(root.glob("run-*.wandb"))
     if not logs:
         raise UserError(f"'{root}' holds no run-*.wandb file: is it an offline W&B run folder?")
-    data = logs[0].read_bytes()
-    if data[:4] != b":W&B":
-        raise UserError(f"'{logs[0]}' is not a W&B run log (no :W&B header)")
     run = OfflineRun(folder=root)
-    for payload in _payloads(data):
-        record = pb.Record()
-        record.ParseFromString(payload)
+    for record in records(logs[0]):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             r = record.run
