@@ -20,6 +20,7 @@ import html
 import math
 import os
 import re
+import shutil
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -349,6 +350,8 @@ def log_comparison_to_wandb(
         ],
         mode=mode,
         dir=str(out_dir),
+        # Offline, W&B's own start/end notices repeat the run folder that compare prints.
+        settings=wandb.Settings(silent=True) if mode != "online" else None,
         config={
             **(config or {}),
             "methods": methods,
@@ -371,8 +374,10 @@ def log_comparison_to_wandb(
         logged["compare/markdown"] = wandb.Html(f"<pre>{html.escape(markdown)}</pre>")
         logged["compare/psnr_vs_scale_png"] = wandb.Image(str(paths["plot"]))
         run.log(logged)
-        run.save(str(paths["markdown"]), base_path=str(out_dir), policy="now")
-        run.save(str(paths["csv"]), base_path=str(out_dir), policy="now")
+        # Files copied into the run's files folder are uploaded with it (run.save would symlink
+        # them and warn about it on every run).
+        for key in ("markdown", "csv"):
+            shutil.copy2(paths[key], Path(run.dir) / Path(paths[key]).name)
         folder = Path(run.dir).parent
     finally:
         run.finish()

@@ -260,6 +260,8 @@ def log_to_wandb(
         mode=mode,
         dir=str(save_dir),
         config=config,
+        # Offline, W&B's own start/end notices repeat what the "W&B run:" line says.
+        settings=wandb.Settings(silent=True) if mode != "online" else None,
     )
     try:
         run.define_metric("scale")
