@@ -393,27 +393,37 @@ def error_line(res: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+#: The fixed-scale experiments and the tiny encoder each is trained with in the end-to-end test.
+FIXED_EXPERIMENTS = (("edsr_baseline", "edsr_tiny"), ("rdn", "rdn_tiny"))
+
+
 @pytest.mark.slow
-def test_fixed_scale_trains_on_pairs_and_is_tested_at_its_scale_only(tmp_path: Path) -> None:
-    """An ``edsr_baseline_x2``-style tiny run on LR/HR pairs of the bundled photos, then ``lte.test``."""
+@pytest.mark.parametrize(
+    ("experiment", "tiny", "s"),
+    [(f"{enc}_x{s}", tiny, s) for enc, tiny in FIXED_EXPERIMENTS for s in (2, 3, 4)],
+)
+def test_fixed_scale_trains_on_pairs_and_is_tested_at_its_scale_only(
+    tmp_path: Path, experiment: str, tiny: str, s: int
+) -> None:
+    """Each fixed-scale experiment, tiny, on LR/HR pairs of the bundled photos, then ``lte.test``."""
     lr_root = tmp_path / "lr"
     for part in ("train", "val"):
         made = subprocess.run(
             [sys.executable, str(ROOT / "scripts" / "make_lr.py"), "--hr", str(SAMPLE_DIR / part),
-             "--out", str(lr_root / part), "--scales", "2", "--kernel", "matlab"],
+             "--out", str(lr_root / part), "--scales", str(s), "--kernel", "matlab"],
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert made.returncode == 0, made.stderr
     run_dir = tmp_path / "run"
     train = run(
         "lte.train",
-        "experiment=edsr_baseline_x2",
-        "encoder=edsr_tiny",
+        f"experiment={experiment}",
+        f"encoder={tiny}",
         "data=paired",  # the bundled photos' pairs instead of DIV2K's
         f"data.train_hr_dir={SAMPLE_DIR / 'train'}",
-        f"data.train_lr_dir={lr_root / 'train' / 'X2'}",
+        f"data.train_lr_dir={lr_root / 'train' / f'X{s}'}",
         f"data.val_hr_dir={SAMPLE_DIR / 'val'}",
-        f"data.val_lr_dir={lr_root / 'val' / 'X2'}",
+        f"data.val_lr_dir={lr_root / 'val' / f'X{s}'}",
         "data.inp_size=12",
         "data.val_inp_size=12",
         "data.batch_size=2",
@@ -433,20 +443,21 @@ def test_fixed_scale_trains_on_pairs_and_is_tested_at_its_scale_only(tmp_path: P
     assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     loaded = load_checkpoint(ckpt)
-    assert loaded.model.native_scale == 2 and loaded.model_name == "nearest"
-    assert loaded.encoder_name == "edsr-n_resblocks=2-n_feats=16_x2"
-    assert loaded.model.scale_max == 2  # trained at its one scale
+    assert loaded.model.native_scale == s and loaded.model_name == "nearest"
+    assert loaded.encoder_name.endswith(f"_x{s}")
+    assert loaded.model.scale_max == s  # trained at its one scale
     # Trained: the weights moved from their initialisation.
     raw = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert raw["global_step"] > 0
     common = ["testset=sample", "device=cpu", f"ckpt={ckpt}"]
-    good = run("lte.test", *common, "scales=[2]", f"hydra.run.dir={tmp_path / 'test2'}")
+    good = run("lte.test", *common, f"scales=[{s}]", f"hydra.run.dir={tmp_path / 'test_own'}")
     assert good.returncode == 0, good.stderr[-3000:]
-    (rec,) = read_results(tmp_path / "test2" / "results.json")
-    assert (rec["model"], float(rec["scale"]), rec["images"]) == ("nearest", 2.0, 3)
+    (rec,) = read_results(tmp_path / "test_own" / "results.json")
+    assert (rec["model"], float(rec["scale"]), rec["images"]) == ("nearest", float(s), 3)
     assert 10 < rec["psnr"] < 60
-    bad = run("lte.test", *common, "scales=[2,3]", f"hydra.run.dir={tmp_path / 'test3'}")
+    other = 3 if s == 2 else 2
+    bad = run("lte.test", *common, f"scales=[{s},{other}]", f"hydra.run.dir={tmp_path / 'bad'}")
     assert error_line(bad).endswith(
-        f"scales: x3 is not available: checkpoint '{ckpt}' is a fixed-scale model with native "
-        "scale x2 (it only upsamples by 2); use scales=[2]"
+        f"scales: x{other} is not available: checkpoint '{ckpt}' is a fixed-scale model with "
+        f"native scale x{s} (it only upsamples by {s}); use scales=[{s}]"
     )

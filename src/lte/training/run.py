@@ -98,21 +98,33 @@ def check_optimized_metric(cfg: DictConfig, val_names: list[str]) -> str | None:
     return str(metric)
 
 
+#: How validation patches differ from the numbers to report (the end of the validation line).
+_PATCHES_ARE_NOT_THE_PROTOCOL = (
+    "These are patch scores for following training; lte.test scores whole images (shave, Y "
+    "channel per protocol) and is what to report"
+)
+
+
 def describe_validation(datamodule: Any) -> str:
     """One line saying what ``val/psnr*`` measure, and that ``lte.test`` measures something else."""
     sets = list(getattr(datamodule, "val_sets", None) or [])
     names = list(getattr(datamodule, "val_names", None) or [])
     if not sets or len(sets) != len(names):
         return "validation: PSNR on fixed patches of data.val_dir"
+    if hasattr(datamodule, "val_lr_dir"):  # LR/HR pairs (lte.data.paired): one loader, one scale
+        return (
+            f"validation: PSNR (RGB, no shave) on {len(sets[0])} fixed patches of the pairs in "
+            f"{datamodule.val_dir} / {datamodule.val_lr_dir} at x{datamodule.scale}, LR side "
+            f"{datamodule.val_inp_size} px: val/{names[0]}. {_PATCHES_ARE_NOT_THE_PROTOCOL}"
+        )
     images = len(getattr(sets[0].store, "shapes", []) or [])
     fixed = f", val/{names[1]}..val/{names[-1]}: {len(sets[1])} each" if len(sets) > 1 else ""
     return (
         f"validation: PSNR (RGB, no shave) on fixed patches of {images} images in "
         f"{datamodule.val_dir}, LR side {datamodule.val_inp_size} px: val/{names[0]}: "
         f"{len(sets[0])} patches at scales spread over [{datamodule.scale_min:g}, "
-        f"{datamodule.scale_max:g}]{fixed}, at the same places for every scale. These are patch "
-        "scores for following training; lte.test scores whole images (shave, Y channel per "
-        "protocol) and is what to report"
+        f"{datamodule.scale_max:g}]{fixed}, at the same places for every scale. "
+        f"{_PATCHES_ARE_NOT_THE_PROTOCOL}"
     )
 
 
