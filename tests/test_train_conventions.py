@@ -387,7 +387,10 @@ def test_help_lists_what_training_uses() -> None:
     )
     assert res.returncode == 0, res.stderr
     groups = res.stdout.split("== Config ==")[0]
-    for line in ("debug: default, fdr, limit, overfit, profiler", "callbacks: default, minimal"):
+    for line in (
+        "debug: default, fdr, limit, overfit, profiler",
+        "callbacks: default, fourier, minimal",
+    ):
         assert line in groups
     assert "experiment: edsr_baseline_liif" in groups and "swinir_lte" in groups
     for hidden in ("testset", "paths:", "hydra/", "recipe:", "paper,", "paper_swinir", "base,"):
