@@ -7,14 +7,14 @@ need a real training checkpoint first are marked slow.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from cli import run_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,16 +38,7 @@ TINY = [
 
 
 def train_cli(*overrides: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "WANDB_MODE")}
-    env["OMP_NUM_THREADS"] = "1"
-    return subprocess.run(
-        [sys.executable, "-m", "lte.train", *TINY, *overrides],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_module("lte.train", *TINY, *overrides)
 
 
 def assert_one_line(res: subprocess.CompletedProcess[str], fragment: str) -> str:

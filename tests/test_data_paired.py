@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -21,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cli import run_module
 from lte.data.paired import PairedDataModule, paired_crop, paired_sample
 from lte.data.sampling import augment
 from lte.geometry import make_coord
@@ -203,16 +202,7 @@ def paired_args(lr_root: Path, scale: int = 2) -> list[str]:
 
 
 def run_train(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "WANDB_MODE")}
-    env["OMP_NUM_THREADS"] = "1"
-    return subprocess.run(
-        [sys.executable, "-m", "lte.train", *SMALL, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_module("lte.train", *SMALL, *args)
 
 
 def ok(res: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,6 @@ files, loaded and exported back. Every refusal is a one-line error naming the sc
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cli import run_module
 from conftest import ROOT, SAMPLE_DIR, sample_photos
 from lte.checkpoint import load_checkpoint, official_state, save_lte, save_official
 from lte.compare import markdown_tables
@@ -374,16 +374,7 @@ def test_upscale_cli_refuses_another_scale(tmp_path: Path) -> None:
 
 
 def run(module: str, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "WANDB_MODE")}
-    env["OMP_NUM_THREADS"] = "1"
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_module(module, *args, timeout=600)
 
 
 def error_line(res: subprocess.CompletedProcess) -> str:

@@ -7,7 +7,6 @@ as a user would. W&B runs are offline, into the run directory.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import subprocess
@@ -20,6 +19,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from cli import run_module
 from lte.errors import UserError
 from lte.training import AtomicCheckpointIO, capture_rng_state, restore_rng_state, side_by_side
 from lte.training.checks import check_batch, device_count
@@ -52,15 +52,8 @@ SMALL = [
 def run_train(
     *overrides: str, multirun: bool = False, timeout: int = 180
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "WANDB_MODE")}
-    env["OMP_NUM_THREADS"] = "1"
-    return subprocess.run(
-        [sys.executable, "-m", "lte.train", *(["-m"] if multirun else []), *SMALL, *overrides],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+    return run_module(
+        "lte.train", *(["-m"] if multirun else []), *SMALL, *overrides, timeout=timeout
     )
 
 
