@@ -255,11 +255,11 @@ def score_image(
             f"image '{name}' is {w}x{h} px at x{format_scale(scale)}: too small to shave "
             f"{border} px per border ({protocol} protocol); drop this scale or the image"
         )
-    lr_t = to_tensor(lr).unsqueeze(0).to(device)  # (1, 3, h, w)
     gt = to_tensor(hr).unsqueeze(0).to(device)  # (1, 3, H, W)
     if isinstance(model, BicubicBaseline):
         pred = model.upscale(lr, (h, w)).to(device)
     else:
+        lr_t = to_tensor(lr).unsqueeze(0).to(device)  # (1, 3, h, w)
         pred = super_resolve(model, lr_t, (h, w), scale, chunk=chunk, tile=tile, fast=fast)
     p = float(psnr_protocol(pred, gt, scale, protocol)[0])
     if min(h, w) - 2 * border >= SSIM_WINDOW:
