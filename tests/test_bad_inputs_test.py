@@ -1,7 +1,9 @@
 """Every bad input of ``python -m lte.test``: one ``error:`` line on stderr, exit 2, no traceback.
 
-One row per mistake, run through the real command line in a subprocess, as a user would meet it.
-Options are checked before the checkpoint is loaded, so most rows never touch a model.
+One row per mistake, run through the real command line entry point, as a user would meet it: in-process
+(``cli.run_main``: same argv, working directory, environment, exit status and stderr), and one row
+also in a real subprocess. Options are checked before the checkpoint is loaded, so most rows never
+touch a model.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import lte.test
+from cli import run_main
+from lte.cli.test import main as lte_test_main
 from lte.data.images import save_rgb
 from test_test_cli import make_folder, save_tiny_checkpoint
 
@@ -149,27 +154,50 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+ROOT = Path(__file__).resolve().parents[1]  # testset=sample reads data/sample/val from here
+#: The environment a row runs with: no W&B key, no data folder of the user's.
+DROPPED_ENV = ("WANDB_API_KEY", "LTE_DATA")
+
+
+def assert_one_error_line(proc: subprocess.CompletedProcess[str], fragment: str) -> None:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert fragment in lines[0]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("overrides", "fragment"), [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
 def test_bad_input_is_one_error_line_and_exit_2(
     workdir: Path, overrides: list[str], fragment: str
 ) -> None:
     args = [o.format(d=workdir) for o in overrides]
-    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "LTE_DATA")}
-    root = Path(__file__).resolve().parents[1]  # testset=sample reads data/sample/val from here
+    proc = run_main(
+        lte_test_main,
+        [*args, f"hydra.run.dir={workdir / 'run'}"],
+        prog=lte.test.__file__,
+        cwd=ROOT,
+        drop_env=DROPPED_ENV,
+    )
+    assert_one_error_line(proc, fragment.format(d=workdir))
+
+
+@pytest.mark.slow
+def test_real_entry_point_prints_one_line(workdir: Path) -> None:
+    """A row that loads the checkpoint, through ``python -m lte.test`` in a real subprocess."""
+    env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
+    args, fragment = next(r[1:] for r in ROWS if r[0] == "scale too large for the images")
+    argv = [a.format(d=workdir) for a in args]
     proc = subprocess.run(
-        [sys.executable, "-m", "lte.test", *args, f"hydra.run.dir={workdir / 'run'}"],
-        cwd=root,
+        [sys.executable, "-m", "lte.test", *argv, f"hydra.run.dir={workdir / 'run'}"],
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    assert fragment.format(d=workdir) in lines[0]
+    assert_one_error_line(proc, fragment.format(d=workdir))
 
 
 def test_every_row_is_distinct() -> None:

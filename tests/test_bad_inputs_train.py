@@ -1,8 +1,9 @@
-"""Bad input to ``python -m lte.train``: one row per mistake, each through the real CLI in a subprocess.
+"""Bad input to ``python -m lte.train``: one row per mistake, each through the real CLI entry point.
 
 Every row must exit with status 2 and print exactly one stderr line starting with ``error:`` that
 holds the expected fragment, and no traceback. Rows fail before any training step; the rows that
-need a real training checkpoint first are marked slow.
+need a real training checkpoint first are marked slow. Rows run the entry point in-process
+(``cli.run_main``: same argv, exit status and stderr); one row also runs in a real subprocess.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cli import run_module
+import lte.train
+from cli import run_main, run_module
+from lte.cli.train import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +41,8 @@ TINY = [
 
 
 def train_cli(*overrides: str) -> subprocess.CompletedProcess[str]:
-    return run_module("lte.train", *TINY, *overrides)
+    """``python -m lte.train`` with the tiny config, run in-process (see :func:`cli.run_main`)."""
+    return run_main(train_main, [*TINY, *overrides], prog=lte.train.__file__)
 
 
 def assert_one_line(res: subprocess.CompletedProcess[str], fragment: str) -> str:
@@ -124,6 +128,14 @@ def test_bad_input_is_one_line(tmp_path: Path, overrides: list[str], fragment: s
     if not any(a.startswith("hydra.run.dir=") for a in args):
         args.append(f"hydra.run.dir={run}")
     assert_one_line(train_cli(*args), fragment)
+    assert not (run / "checkpoints" / "last.ckpt").exists(), "nothing may be trained or written"
+
+
+def test_real_entry_point_prints_one_line(tmp_path: Path) -> None:
+    """The first row through ``python -m lte.train`` in a subprocess: what only a fresh process shows."""
+    run = tmp_path / "run"
+    res = run_module("lte.train", *TINY, "data.batch_size=abc", f"hydra.run.dir={run}")
+    assert_one_line(res, "data.batch_size=abc must be a whole number")
     assert not (run / "checkpoints" / "last.ckpt").exists(), "nothing may be trained or written"
 
 

@@ -1,6 +1,8 @@
 """Every bad input a careless or hostile user can give ``lte.upscale``: one ``error:`` line, exit 2.
 
-One row per input (argv -> message fragment), each run through the real CLI in a subprocess. Every row
+One row per input (argv -> message fragment), each run through the real CLI entry point in-process
+(``cli.run_main``: same argv, environment, exit status and stderr; one row also in a real subprocess,
+``python -m lte.upscale``). Every row
 also checks that no traceback is printed and that no file the user had (the photo, an existing
 output) changed, and that no temp file is left behind. Files are real: a crop of a bundled photo, a
 PNG whose header claims 90000x90000 pixels, checkpoints with NaN or overflowing weights, a read-only
@@ -15,13 +17,15 @@ import struct
 import subprocess
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
+import lte.upscale
+from cli import run_main
 from conftest import sample_photos
 from lte.checkpoint import save_official
 from lte.data.images import MAX_PIXELS_ENV
@@ -31,6 +35,14 @@ from lte.models import build_model
 
 
 def run_upscale(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``lte-upscale *args`` in-process (see :func:`cli.run_main`), environment plus ``env``."""
+    return run_main(lte.upscale.main, args, prog=lte.upscale.__file__, env=env, drop_env=())
+
+
+def run_upscale_subprocess(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m lte.upscale *args`` in a real subprocess."""
     return subprocess.run(
         [sys.executable, "-m", "lte.upscale", *args],
         capture_output=True,
@@ -196,6 +208,22 @@ if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
 def test_bad_input_is_one_line_exit_2(
     world: dict[str, Path], argv: list[str], fragment: str, env: dict[str, str]
 ) -> None:
+    check_row(world, argv, fragment, env, run_upscale)
+
+
+def test_real_entry_point_prints_one_line(world: dict[str, Path]) -> None:
+    """A row that loads a checkpoint, through ``python -m lte.upscale`` in a real subprocess."""
+    argv, fragment, env = next(r[1:] for r in ROWS if r[0] == "NaN weights")
+    check_row(world, argv, fragment, env, run_upscale_subprocess)
+
+
+def check_row(
+    world: dict[str, Path],
+    argv: list[str],
+    fragment: str,
+    env: dict[str, str],
+    run: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
     needs = {k for k in ("readonly", "full") if "{" + k + "}" in " ".join(argv)}
     missing = needs - world.keys()
     if missing:
@@ -204,7 +232,7 @@ def test_bad_input_is_one_line_exit_2(
     if "--ckpt" not in args:
         args += ["--ckpt", str(world["ckpt"])]
     before = tree_digest(world["user"])
-    res = run_upscale(*args, env=env)
+    res = run(*args, env=env)
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 2, res.stderr
     assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr

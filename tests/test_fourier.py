@@ -20,6 +20,9 @@ import pytest
 import torch
 from PIL import Image
 
+import lte.fourier
+import lte.train
+from cli import run_main
 from literal import _ensemble, _nearest
 from lte.checkpoint import save_lte, save_official
 from lte.cli.fourier import main
@@ -156,7 +159,13 @@ def test_figure_has_the_documented_size(tiny) -> None:
 # --- the command -----------------------------------------------------------------------------------
 
 
+def run_cli_in_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m lte.fourier *args`` through its entry point in-process (see :func:`cli.run_main`)."""
+    return run_main(lte.fourier.main, args, prog=lte.fourier.__file__, drop_env=())
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m lte.fourier *args`` in a real subprocess."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [sys.executable, "-m", "lte.fourier", *args],
@@ -169,7 +178,7 @@ def test_cli_writes_png_of_expected_size(
     layout: str, ckpts: dict[str, Path], photo: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "fourier.png"
-    proc = run_cli(
+    proc = run_cli_in_process(
         "--ckpt", str(ckpts[layout]), "--image", str(photo), "--at", "39,0", "--out", str(out)
     )
     assert proc.returncode == 0, proc.stderr
@@ -271,6 +280,18 @@ def run_train(*overrides: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def run_train_in_process(*overrides: str) -> subprocess.CompletedProcess[str]:
+    """:func:`run_train` through the entry point in-process (see :func:`cli.run_main`)."""
+    from lte.cli.train import main as train_main
+
+    return run_main(
+        train_main,
+        [*SMALL, *overrides],
+        prog=lte.train.__file__,
+        env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"},
+    )
+
+
 @pytest.mark.slow
 def test_callback_logs_the_figure_to_offline_wandb(tmp_path: Path) -> None:
     run = tmp_path / "run"
@@ -295,8 +316,8 @@ def test_callback_without_wandb_saves_png_and_refuses_liif(tmp_path: Path) -> No
     assert Image.open(run / "fourier" / "epoch0000.png").size == (1600, 360)
     assert (run / "checkpoints" / "last.ckpt").is_file(), "the default callbacks still run"
 
-    proc = run_train(f"hydra.run.dir={tmp_path / 'liif'}", "callbacks=fourier", "logger=none",
-                     "model=liif", "model.decoder.mlp_hidden=[16]")  # fmt: skip
+    proc = run_train_in_process(f"hydra.run.dir={tmp_path / 'liif'}", "callbacks=fourier",
+                                "logger=none", "model=liif", "model.decoder.mlp_hidden=[16]")  # fmt: skip
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: callbacks=fourier needs an LTE model") and "'liif'" in last
