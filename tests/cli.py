@@ -13,8 +13,6 @@ process), and Python's default warning filters (warnings print to the captured s
 in a fresh process, instead of going to pytest's warning summary). An exception that is not a
 ``SystemExit`` prints its traceback to stderr with status 1, as the interpreter would. Each CLI keeps
 at least one real subprocess test for what only a fresh process shows (import-time output).
-
-:data:`LAUNCHES` counts the subprocesses :func:`run_module` started in this pytest process.
 """
 
 from __future__ import annotations
@@ -36,9 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Environment variables a test run must not inherit: W&B logs offline without an account.
 DROPPED_ENV = ("WANDB_API_KEY", "WANDB_MODE")
 
-#: How many subprocesses :func:`run_module` started (per module) in this pytest process.
-LAUNCHES: dict[str, int] = {}
-
 
 def run_module(
     module: str, *args: str, cwd: Path = ROOT, timeout: int = 300
@@ -46,7 +41,6 @@ def run_module(
     """``python -m module *args`` with W&B offline and one thread; output captured as text."""
     env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
     env["OMP_NUM_THREADS"] = "1"
-    LAUNCHES[module] = LAUNCHES.get(module, 0) + 1
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cli import run_module
+from cli import run_in_process, run_module
 from lte.data.paired import PairedDataModule, paired_crop, paired_sample
 from lte.data.sampling import augment
 from lte.geometry import make_coord
@@ -246,7 +246,9 @@ def test_bad_paired_input_through_the_cli(
     lr_root: Path, bad_lr: Path, extra: list[str], message: str, tmp_path: Path
 ) -> None:
     args = [a.format(lr_root=lr_root, bad_lr=bad_lr) for a in extra]
-    res = run_train(*paired_args(lr_root), *args, f"hydra.run.dir={tmp_path / 'run'}")
+    res = run_in_process(
+        "lte.train", *SMALL, *paired_args(lr_root), *args, f"hydra.run.dir={tmp_path / 'run'}"
+    )
     assert re.match(message, one_line_error(res))
     assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
 

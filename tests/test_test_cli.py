@@ -1,4 +1,8 @@
-"""``python -m lte.test`` end to end on a tiny folder of real photo crops, as a user runs it."""
+"""``python -m lte.test`` end to end on a tiny folder of real photo crops, as a user runs it.
+
+The W&B run is a real subprocess; the folder runs go through the entry point in-process
+(``cli.run_main``: same argv, working directory and environment).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli import run_main
 from conftest import sample_photos
 from lte.checkpoint import atomic_save, checkpoint_metadata, load_checkpoint
 from lte.data.images import load_rgb, save_rgb
@@ -61,6 +66,15 @@ def run_test(
     )
 
 
+def run_test_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """:func:`run_test` through the ``lte.test`` entry point in this process (:func:`cli.run_main`)."""
+    import lte.test
+
+    return run_main(
+        lte.test.main, args, prog=str(lte.test.__file__), cwd=cwd, drop_env=["WANDB_API_KEY"]
+    )
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("lte_test_cli")
@@ -81,7 +95,7 @@ def test_folder_run_writes_schema_json_and_csv(workdir: Path, protocol: str) -> 
         "images": 5, "model": "lte", "encoder": "rdn", "ckpt": "rdn-lte.pth",
     }  # fmt: skip
     results.write_text(json.dumps([earlier]))
-    proc = run_test(
+    proc = run_test_in_process(
         f"ckpt={workdir / 'tiny.ckpt'}",
         "testset=folder",
         f"testset.hr_dir={workdir / 'photos' / 'HR'}",

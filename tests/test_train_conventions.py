@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from cli import run_module
+from cli import run_in_process, run_module
 from lte.wandb_offline import records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -369,13 +368,7 @@ def test_ddp_sim_two_cpu_processes_rank_zero_console(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_help_lists_what_training_uses() -> None:
-    res = subprocess.run(
-        [sys.executable, "-m", "lte.train", "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = run_in_process("lte.train", "--help")  # the entry point, in this process
     assert res.returncode == 0, res.stderr
     groups = res.stdout.split("== Config ==")[0]
     for line in (
