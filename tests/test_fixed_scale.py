@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cli import run_module
+from cli import run_in_process, run_module
 from conftest import ROOT, SAMPLE_DIR, sample_photos
 from lte.checkpoint import load_checkpoint, official_state, save_lte, save_official
 from lte.compare import markdown_tables
@@ -359,11 +359,13 @@ def test_upscale_cli_refuses_another_scale(tmp_path: Path) -> None:
     save_rgb(load_rgb(sample_photos()[0])[:20, :30], tmp_path / "in.png")
     base = [str(tmp_path / "in.png")]
     ckpt = ["--ckpt", str(tmp_path / "x2.ckpt"), "--device", "cpu"]
-    ok = run("lte.upscale", *base, str(tmp_path / "a.png"), *ckpt, "--scale", "2")
+    ok = run_in_process("lte.upscale", *base, str(tmp_path / "a.png"), *ckpt, "--scale", "2")
     assert ok.returncode == 0, ok.stderr
     assert load_rgb(tmp_path / "a.png").shape == (40, 60, 3)
     for opt in (["--scale", "3"], ["--size", "61x40"]):
-        line = error_line(run("lte.upscale", *base, str(tmp_path / "b.png"), *ckpt, *opt))
+        line = error_line(
+            run_in_process("lte.upscale", *base, str(tmp_path / "b.png"), *ckpt, *opt)
+        )
         assert f"{opt[0]} {opt[1]}: checkpoint" in line
         assert "fixed-scale model with native scale x2: it only makes 60x40" in line
         assert "use --scale 2" in line
@@ -388,23 +390,35 @@ def error_line(res: subprocess.CompletedProcess) -> str:
 FIXED_EXPERIMENTS = (("edsr_baseline", "edsr_tiny"), ("rdn", "rdn_tiny"))
 
 
+@pytest.fixture(scope="module")
+def lr_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``<root>/{train,val}/X{2,3,4}``: the bundled photos' LR, made once by ``scripts/make_lr.py``.
+
+    The end-to-end cases only read it (each its own scale); the script runs as a user runs it.
+    """
+    root = tmp_path_factory.mktemp("lr")
+    for part in ("train", "val"):
+        made = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "make_lr.py"), "--hr", str(SAMPLE_DIR / part),
+             "--out", str(root / part), "--scales", "2,3,4", "--kernel", "matlab"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+    return root
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("experiment", "tiny", "s"),
     [(f"{enc}_x{s}", tiny, s) for enc, tiny in FIXED_EXPERIMENTS for s in (2, 3, 4)],
 )
 def test_fixed_scale_trains_on_pairs_and_is_tested_at_its_scale_only(
-    tmp_path: Path, experiment: str, tiny: str, s: int
+    tmp_path: Path, lr_root: Path, experiment: str, tiny: str, s: int
 ) -> None:
-    """Each fixed-scale experiment, tiny, on LR/HR pairs of the bundled photos, then ``lte.test``."""
-    lr_root = tmp_path / "lr"
-    for part in ("train", "val"):
-        made = subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "make_lr.py"), "--hr", str(SAMPLE_DIR / part),
-             "--out", str(lr_root / part), "--scales", str(s), "--kernel", "matlab"],
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert made.returncode == 0, made.stderr
+    """Each fixed-scale experiment, tiny, on LR/HR pairs of the bundled photos, then ``lte.test``.
+
+    Training runs in a subprocess; ``lte.test`` through its entry point in-process.
+    """
     run_dir = tmp_path / "run"
     train = run(
         "lte.train",
@@ -441,13 +455,17 @@ def test_fixed_scale_trains_on_pairs_and_is_tested_at_its_scale_only(
     raw = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert raw["global_step"] > 0
     common = ["testset=sample", "device=cpu", f"ckpt={ckpt}"]
-    good = run("lte.test", *common, f"scales=[{s}]", f"hydra.run.dir={tmp_path / 'test_own'}")
+    good = run_in_process(
+        "lte.test", *common, f"scales=[{s}]", f"hydra.run.dir={tmp_path / 'test_own'}"
+    )
     assert good.returncode == 0, good.stderr[-3000:]
     (rec,) = read_results(tmp_path / "test_own" / "results.json")
     assert (rec["model"], float(rec["scale"]), rec["images"]) == ("nearest", float(s), 3)
     assert 10 < rec["psnr"] < 60
     other = 3 if s == 2 else 2
-    bad = run("lte.test", *common, f"scales=[{s},{other}]", f"hydra.run.dir={tmp_path / 'bad'}")
+    bad = run_in_process(
+        "lte.test", *common, f"scales=[{s},{other}]", f"hydra.run.dir={tmp_path / 'bad'}"
+    )
     assert error_line(bad).endswith(
         f"scales: x{other} is not available: checkpoint '{ckpt}' is a fixed-scale model with "
         f"native scale x{s} (it only upsamples by {s}); use scales=[{s}]"

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cli import run_module
+from cli import run_in_process, run_module
 from conftest import sample_photos
 from literal import literal_lte
 from lte.checkpoint import (
@@ -391,7 +391,10 @@ def run(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_train_lte_plus_then_score_it(tmp_path: Path) -> None:
-    """``experiment=edsr_baseline_lte_fast`` trains on grid batches; lte.test scores it both ways."""
+    """``experiment=edsr_baseline_lte_fast`` trains on grid batches; lte.test scores it both ways.
+
+    Training runs in a subprocess; lte.test and lte.upscale through their entry points in-process.
+    """
     res = run(
         "lte.train",
         "experiment=edsr_baseline_lte_fast",
@@ -429,7 +432,7 @@ def test_train_lte_plus_then_score_it(tmp_path: Path) -> None:
         ("release", plus, "true"),
     ):
         out = tmp_path / f"results_{name}.json"
-        res = run(
+        res = run_in_process(
             "lte.test",
             f"ckpt={ckpt}",
             "testset=sample",
@@ -450,7 +453,7 @@ def test_train_lte_plus_then_score_it(tmp_path: Path) -> None:
     images = []
     for ckpt in (ckpts[0], plus):
         out = tmp_path / f"up_{ckpt.stem}.png"
-        res = run(
+        res = run_in_process(
             "lte.upscale",
             str(sample_photos()[0]),
             str(out),

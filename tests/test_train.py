@@ -2,7 +2,8 @@
 
 End-to-end tests compose the real config and shrink it (tiny encoder, 16 px patches, 64 queries,
 batch 4, one or two epochs of 2 steps, one validation patch per loader) and run it in a subprocess,
-as a user would. W&B runs are offline, into the run directory.
+as a user would (runs that only fail or only upscale go through the entry point in-process,
+``cli.run_in_process``). W&B runs are offline, into the run directory.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import random
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from cli import run_module
+from cli import run_in_process, run_module
 from lte.errors import UserError
 from lte.training import AtomicCheckpointIO, capture_rng_state, restore_rng_state, side_by_side
 from lte.training.checks import check_batch, device_count
@@ -299,12 +299,16 @@ def test_train_wandb_offline_checkpoint_upscale(tmp_path: Path) -> None:
     # ... and python -m lte.upscale runs on it.
     out = tmp_path / "up.png"
     photo = ROOT / "data" / "sample" / "val" / "chelsea.png"
-    res = subprocess.run(
-        [sys.executable, "-m", "lte.upscale", str(photo), str(out), "--ckpt", str(ckpt)]  # noqa: RUF005
-        + ["--size", "64x48", "--device", "cpu"],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    res = run_in_process(
+        "lte.upscale",
+        str(photo),
+        str(out),
+        "--ckpt",
+        str(ckpt),
+        "--size",
+        "64x48",
+        "--device",
+        "cpu",
     )
     assert res.returncode == 0, res.stderr
     from PIL import Image
@@ -353,7 +357,8 @@ def test_max_steps_checkpoints_the_last_step_and_resumes_exactly(tmp_path: Path)
     assert "done: step 3 (1.5 epochs)" in res.stdout
     assert load(run / "checkpoints" / "last.ckpt")["global_step"] == 3
     first_csv = (run / "csv" / "version_0" / "metrics.csv").read_text()
-    again = run_train(*args, "trainer.max_steps=6")  # forgot ckpt_path: refused, nothing touched
+    # Forgot ckpt_path: refused, nothing touched (a refusal: the entry point in-process).
+    again = run_in_process("lte.train", *SMALL, *args, "trainer.max_steps=6")
     assert again.returncode == 2 and "ckpt_path=last" in again.stderr
     assert load(run / "checkpoints" / "last.ckpt")["global_step"] == 3
     ok(run_train(*args, "trainer.max_steps=6", "ckpt_path=last"))
@@ -415,7 +420,7 @@ def test_sweep_runs_separate_dirs_in_one_group(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_unknown_group_option_lists_the_valid_ones() -> None:
-    res = run_train("encoder=nonsense")
+    res = run_in_process("lte.train", *SMALL, "encoder=nonsense")
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert "Could not find 'encoder/nonsense'" in res.stderr and "edsr_baseline" in res.stderr
 
@@ -423,7 +428,9 @@ def test_unknown_group_option_lists_the_valid_ones() -> None:
 @pytest.mark.slow
 def test_nan_loss_skips_steps_then_stops(tmp_path: Path) -> None:
     # lr 1e30: the first step blows the weights up, every later loss is Inf/NaN.
-    res = run_train(
+    res = run_in_process(
+        "lte.train",
+        *SMALL,
         f"hydra.run.dir={tmp_path / 'run'}",
         "logger=none",
         "optimizer.lr=1e30",
