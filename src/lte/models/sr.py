@@ -118,6 +118,12 @@ class SRModel(nn.Module):
         """The kernel inference uses by default: the decoder's fast kernel when it has one."""
         return self.decoder.inference_kernel
 
+    @property
+    def has_compiled_kernel(self) -> bool:
+        """Whether the decoder has a ``kernel="compiled"`` (LTE, LIIF); see
+        :func:`lte.inference.kernel_for_backend`."""
+        return self.decoder.has_compiled_kernel
+
     def bytes_per_code(self) -> int:
         """Rough peak bytes per LR pixel of encoding one tile and building its code table.
 
