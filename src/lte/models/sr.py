@@ -204,8 +204,9 @@ class SRModel(nn.Module):
         """RGB (normalised) at ``(B, Q, 2)`` coordinates with ``(B, Q or 1, 2)`` cells: ``(B, Q, 3)``.
 
         ``kernel="exact"`` is the differentiable definition (training); ``"fast"`` the decoder's
-        inference kernel, if it has one (:attr:`inference_kernel`). ``dtype`` is the decoder MLP's
-        compute type (``torch.bfloat16`` / ``torch.float16``); both kernels honour it.
+        inference kernel, if it has one (:attr:`inference_kernel`); ``"compiled"`` its
+        ``torch.compile``d kernel (:attr:`has_compiled_kernel`). ``dtype`` is the decoder MLP's
+        compute type (``torch.bfloat16`` / ``torch.float16``); every kernel honours it.
         """
         return self.decoder.query(state, coord, cell, dtype=dtype, kernel=kernel)
 
