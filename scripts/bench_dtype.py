@@ -6,6 +6,10 @@ the DIV2K protocol (RGB PSNR, s+6 px shaved, on-the-fly PIL-bicubic LR):
 
     python scripts/bench_dtype.py --ckpt runs/demo/checkpoints/last.ckpt
     python scripts/bench_dtype.py --ckpt rdn-lte.pth --images load/DIV2K_valid_HR --scales 2,4
+
+A low precision the CPU does not run natively (``lte.devices.native_bf16``/``native_fp16``: no
+AVX512-BF16/AMX) is emulated and takes hours on full photos: it is skipped with a printed reason
+unless ``--force-lowp``.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ import torch
 from lte.checkpoint import load_checkpoint
 from lte.data.images import denormalize, load_rgb, normalize, to_tensor
 from lte.data.layouts import list_images
+from lte.devices import native_bf16, native_fp16
 from lte.errors import exit_on_user_error
 from lte.inference import predict
 from lte.metrics import psnr_protocol
 from lte.testsets import pair_on_the_fly
 
 DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+NEEDS = {"bfloat16": "needs AVX512-BF16 or AMX", "float16": "needs AVX512-FP16 or AMX-FP16"}
 
 
 @exit_on_user_error
@@ -36,11 +42,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", default="data/sample/val", help="folder of HR photos")
     parser.add_argument("--scales", default="2,3,4", help="comma-separated scales")
     parser.add_argument("--dtypes", default="bfloat16,float16", help="compared against float32")
+    parser.add_argument(
+        "--force-lowp",
+        action="store_true",
+        help="measure bfloat16/float16 even where the CPU has no native support (very slow)",
+    )
     args = parser.parse_args(argv)
     loaded = load_checkpoint(args.ckpt)
     model = loaded.model
     scales = [float(s) for s in args.scales.split(",")]
-    dtypes = ["float32", *[d for d in args.dtypes.split(",") if d != "float32"]]
+    dtypes = ["float32"]
+    for d in (d for d in args.dtypes.split(",") if d and d != "float32"):
+        if d not in DTYPES:
+            parser.error(f"--dtypes {args.dtypes}: use bfloat16 and/or float16")
+        native = native_bf16("cpu") if d == "bfloat16" else native_fp16("cpu")
+        if native or args.force_lowp:
+            dtypes.append(d)
+        else:
+            print(
+                f"{d} skipped: this CPU has no native {d} matrix multiply ({NEEDS[d]}), "
+                "so it is emulated and would take hours; --force-lowp measures it anyway"
+            )
     files = list_images(args.images)
     psnrs = {(d, s): [] for d in dtypes for s in scales}
     seconds = dict.fromkeys(dtypes, 0.0)

@@ -177,7 +177,9 @@ def test_float64_is_refused_in_one_line(name: str) -> None:
             net.query(state, coord.double(), cell, kernel=kernel)
         with pytest.raises(ValueError, match=r"dtype=torch\.float64 is not supported"):
             net.query(state, coord, cell, kernel=kernel, dtype=torch.float64)
-    with pytest.raises(ValueError, match="kernel must be one of exact, fast, got 'quick'"):
+    with pytest.raises(
+        ValueError, match="kernel must be one of exact, fast, compiled, got 'quick'"
+    ):
         net.query(state, coord, cell, kernel="quick")  # type: ignore[arg-type]
 
 

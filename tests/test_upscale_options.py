@@ -89,6 +89,7 @@ def test_no_progress_silences_the_bar(setup: tuple[Path, Path, Path]) -> None:
         (["--tile", "-1"], "--tile"),
         (["--tile", "abc"], "--tile"),
         (["--chunk", "0"], "--chunk"),
+        (["--backend", "jit"], "--backend"),
     ],
 )
 def test_bad_values_are_one_line_errors(
@@ -99,6 +100,15 @@ def test_bad_values_are_one_line_errors(
     assert res.returncode == 2
     assert res.stderr.startswith("error:") and message in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_help_documents_backends_and_low_precision() -> None:
+    from lte.cli.upscale import build_parser
+
+    text = " ".join(build_parser().format_help().split())
+    assert "--backend {eager,compile}" in text
+    assert "compile (torch.compile" in text and "falls back to eager" in text
+    assert "AVX512-BF16 or AMX" in text
 
 
 def test_devices_resolve_to_what_this_machine_has() -> None:

@@ -71,3 +71,59 @@ def resolve_device(name: str, option: str = "--device") -> torch.device:
     raise UserError(
         f"{shown}: lte cannot run models on '{device.type}' devices; use one of {choices}"
     )
+
+
+# --- low-precision support -----------------------------------------------------------------------
+
+
+def _mkldnn_check(name: str) -> bool:
+    """oneDNN's own CPU check ``torch.ops.mkldnn.<name>()``; ``False`` where this torch lacks it."""
+    try:
+        return bool(getattr(torch.ops.mkldnn, name)())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices natively, i.e. faster than float32 can pay.
+
+    CUDA: ``torch.cuda.is_bf16_supported()``. CPU: oneDNN's check for AVX512-BF16 / AMX (or
+    AVX-NE-CONVERT); without them bfloat16 GEMMs are emulated, measured ~90x slower than float32 on
+    an AVX2 CPU. Other device types: ``False`` (not checked).
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        return _mkldnn_check("_is_mkldnn_bf16_supported")
+    return False
+
+
+def native_fp16(device: torch.device | str) -> bool:
+    """Whether ``device`` multiplies float16 matrices natively: CUDA, or a CPU with AVX512-FP16 / AMX-FP16."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available())
+    if device.type == "cpu":
+        return _mkldnn_check("_is_mkldnn_fp16_supported")
+    return False
+
+
+def slow_lowp_warning(device: torch.device | str, dtype: torch.dtype | None) -> str | None:
+    """A one-line warning that ``dtype`` is emulated (slow) on this CPU, or ``None`` when it is not.
+
+    Only CPUs are judged: float32 is the faster choice there without native bfloat16/float16.
+    """
+    device = torch.device(device)
+    if device.type != "cpu" or dtype not in (torch.bfloat16, torch.float16):
+        return None
+    native = native_bf16(device) if dtype == torch.bfloat16 else native_fp16(device)
+    if native:
+        return None
+    name = str(dtype).removeprefix("torch.")
+    needs = "AVX512-BF16 or AMX" if dtype == torch.bfloat16 else "AVX512-FP16 or AMX-FP16"
+    return (
+        f"this CPU has no native {name} matrix multiply (needs {needs}): {name} is "
+        f"emulated and much slower than float32 here, so float32 is the faster choice; "
+        f"computing in {name} as asked"
+    )

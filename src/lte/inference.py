@@ -13,10 +13,15 @@ neither changes results:
 
 Peak memory is then set by the tile and chunk sizes, not by the image size. By default the tile is
 picked from the memory available (:func:`auto_tile`); an image that fits is encoded in one piece.
+
+Backends (``lte.upscale --backend``, ``lte.test eval.backend=``) name the decoder kernel the user
+picks: ``eager`` is the decoder's fast kernel (the default), ``compile`` its ``torch.compile``d one
+(:func:`kernel_for_backend`), with the eager kernel as the fallback where compiling cannot work.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable
@@ -25,9 +30,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lte.errors import UserError
 from lte.geometry import make_cell, make_coord_1d, nearest_code_index
 from lte.models.decoders import DecoderState, Kernel
+from lte.models.decoders.compiled import compile_unavailable
 from lte.models.sr import SRModel
+
+log = logging.getLogger(__name__)
+
+#: User-facing inference backends: the decoder's eager fast kernel, or its compiled one.
+BACKENDS: tuple[str, ...] = ("eager", "compile")
 
 #: Queries per chunk in the papers' test code.
 DEFAULT_CHUNK = 30000
@@ -41,6 +53,40 @@ MIN_TILE = 32
 
 #: ``progress(done, total)`` is called after each tile.
 ProgressFn = Callable[[int, int], None]
+
+
+def kernel_for_backend(model: SRModel, backend: str, *, option: str = "--backend") -> Kernel:
+    """The decoder kernel for a user's backend choice: ``eager`` or ``compile`` (:data:`BACKENDS`).
+
+    ``eager`` is ``model.inference_kernel`` (the fast kernel when the decoder has one). ``compile``
+    is ``"compiled"`` when the decoder has a compiled kernel and ``torch.compile`` can build it on the
+    model's device; otherwise one warning line says why and the eager kernel is returned (same
+    results, no compile). ``option`` names the setting in messages (``eval.backend=`` for lte.test).
+
+    Raises:
+        UserError: ``backend`` is not one of :data:`BACKENDS`.
+    """
+    if backend not in BACKENDS:
+        sep = "" if option.endswith("=") else " "
+        raise UserError(
+            f"{option}{sep}{backend!r} is not a backend: use one of {', '.join(BACKENDS)} "
+            "(eager: the default kernels; compile: torch.compile'd decoder blocks)"
+        )
+    if backend == "eager":
+        return model.inference_kernel
+    if not model.has_compiled_kernel:
+        log.warning(
+            "backend compile: the %s decoder has no compiled kernel; using the eager backend",
+            model.describe()["decoder"]["kind"],
+        )
+        return model.inference_kernel
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    reason = compile_unavailable(device)
+    if reason is not None:
+        log.warning("backend compile is not available here (%s); using the eager backend", reason)
+        return model.inference_kernel
+    return "compiled"
 
 
 def batched_query(
@@ -57,8 +103,8 @@ def batched_query(
 
     ``cell`` is ``(B, Q, 2)``, or ``(B, 1, 2)`` when every query shares it (the decoders then compute
     cell-only terms once). ``dtype`` (e.g. ``torch.bfloat16``) runs the decoder's MLP in that type.
-    ``kernel`` defaults to ``model.inference_kernel`` (the fast one when the decoder has it).
-    Runs under ``torch.inference_mode``: no gradients.
+    ``kernel`` defaults to ``model.inference_kernel`` (the fast one when the decoder has it);
+    ``"compiled"`` compiles the decoder's block once (:func:`kernel_for_backend`). Runs under ``torch.inference_mode``: no gradients.
     """
     if chunk <= 0:
         raise ValueError(f"chunk must be positive, got {chunk}")
@@ -193,8 +239,10 @@ def predict(
         chunk: queries per decoder call.
         dtype: the decoder MLP's compute type (``torch.bfloat16`` or ``torch.float16``); ``None``
             keeps float32. Coordinates and geometry stay float32 either way.
-        kernel: ``"fast"`` or ``"exact"``; ``None`` is ``model.inference_kernel`` (fast when the
-            decoder has a fast kernel).
+        kernel: ``"fast"``, ``"compiled"`` or ``"exact"``; ``None`` is ``model.inference_kernel``
+            (fast when the decoder has a fast kernel). From a user's ``eager``/``compile`` choice:
+            :func:`kernel_for_backend`. The compiled kernel compiles once per model, MLP dtype and
+            device: tile and chunk sizes do not recompile.
         tile: LR tile side in pixels; ``0`` encodes the image in one piece, ``None`` picks it from
             the available memory (:func:`auto_tile`).
         progress: called as ``progress(done, total)`` after each tile (e.g. :func:`stderr_progress`).

@@ -118,6 +118,12 @@ class SRModel(nn.Module):
         """The kernel inference uses by default: the decoder's fast kernel when it has one."""
         return self.decoder.inference_kernel
 
+    @property
+    def has_compiled_kernel(self) -> bool:
+        """Whether the decoder has a ``kernel="compiled"`` (LTE, LIIF); see
+        :func:`lte.inference.kernel_for_backend`."""
+        return self.decoder.has_compiled_kernel
+
     def bytes_per_code(self) -> int:
         """Rough peak bytes per LR pixel of encoding one tile and building its code table.
 
@@ -198,8 +204,9 @@ class SRModel(nn.Module):
         """RGB (normalised) at ``(B, Q, 2)`` coordinates with ``(B, Q or 1, 2)`` cells: ``(B, Q, 3)``.
 
         ``kernel="exact"`` is the differentiable definition (training); ``"fast"`` the decoder's
-        inference kernel, if it has one (:attr:`inference_kernel`). ``dtype`` is the decoder MLP's
-        compute type (``torch.bfloat16`` / ``torch.float16``); both kernels honour it.
+        inference kernel, if it has one (:attr:`inference_kernel`); ``"compiled"`` its
+        ``torch.compile``d kernel (:attr:`has_compiled_kernel`). ``dtype`` is the decoder MLP's
+        compute type (``torch.bfloat16`` / ``torch.float16``); every kernel honours it.
         """
         return self.decoder.query(state, coord, cell, dtype=dtype, kernel=kernel)
 

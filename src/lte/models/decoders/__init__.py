@@ -2,7 +2,8 @@
 
 ``SRModel.encode`` builds a :class:`DecoderState`; ``SRModel.query`` answers coordinates from it with
 the decoder's differentiable definition (``kernel="exact"``) or, for inference, its fast kernel
-(``kernel="fast"``). See docs/architecture.md.
+(``kernel="fast"``) or its ``torch.compile``d block kernel (``kernel="compiled"``, LTE and LIIF;
+:mod:`.compiled`). See docs/architecture.md and docs/inference.md.
 """
 
 from lte.models.decoders.base import KERNELS, MLP_DTYPES, Decoder, DecoderState, Kernel

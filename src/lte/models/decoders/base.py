@@ -7,7 +7,8 @@ differentiates and what every test compares against. A family may add :meth:`Dec
 inference kernel that must compute the same function (tests hold it to the literal reading of SPEC);
 the caller picks it explicitly with ``kernel="fast"``, never global state such as grad mode. A
 decoder with no fast kernel works everywhere (training, tiled ``predict``, evaluation) through
-``exact``.
+``exact``. LTE and LIIF also have :meth:`Decoder.compiled` (``kernel="compiled"``): the same blocks
+as ``fast``, each one ``torch.compile``d once (:mod:`lte.models.decoders.compiled`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,17 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-#: Which implementation answers a query: the differentiable definition or a decoder's fast kernel.
-Kernel = Literal["exact", "fast"]
-KERNELS: tuple[str, ...] = ("exact", "fast")
+#: Which implementation answers a query: the differentiable definition, a decoder's fast (eager)
+#: kernel, or its ``torch.compile``d block kernel.
+Kernel = Literal["exact", "fast", "compiled"]
+KERNELS: tuple[str, ...] = ("exact", "fast", "compiled")
 
 #: Types the decoder MLP may compute in (``dtype=``); geometry and outputs stay float32.
 MLP_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.bfloat16, torch.float16)
+
+#: Instance attribute holding a decoder's compiled block functions: a plain dict, so it is in no
+#: ``state_dict``, checkpoint or description, and :meth:`Decoder.__getstate__` drops it.
+COMPILED_CACHE_ATTR = "_compiled_blocks"
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,10 +133,29 @@ class Decoder(nn.Module):
         """Optional inference kernel computing :meth:`exact`'s function (run under ``no_grad``)."""
         raise NotImplementedError
 
+    def compiled(
+        self, state: DecoderState, coord: Tensor, cell: Tensor, mlp_dtype: torch.dtype
+    ) -> Tensor:
+        """Optional inference kernel: :meth:`fast`'s blocks through one ``torch.compile``d function."""
+        raise NotImplementedError
+
     @property
     def has_fast_kernel(self) -> bool:
         """Whether the family overrides :meth:`fast`."""
         return type(self).fast is not Decoder.fast
+
+    @property
+    def has_compiled_kernel(self) -> bool:
+        """Whether the family overrides :meth:`compiled` (whether compiling works here is
+        :func:`lte.models.decoders.compiled.compile_unavailable`'s question)."""
+        return type(self).compiled is not Decoder.compiled
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled/deep-copied state without the compiled-kernel cache (code, not data)."""
+        state = super().__getstate__()
+        state = dict(state) if isinstance(state, dict) else dict(self.__dict__)
+        state.pop(COMPILED_CACHE_ATTR, None)
+        return state
 
     @property
     def inference_kernel(self) -> Kernel:
@@ -154,21 +179,31 @@ class Decoder(nn.Module):
             cell: ``(B, Q, 2)``, or ``(B, 1, 2)`` when every query shares it (cell-only terms are
                 then computed once).
             dtype: the MLP's compute type (``None`` = float32, ``torch.bfloat16``, ``torch.float16``).
-            kernel: ``"exact"`` (the differentiable definition) or ``"fast"`` (inference only; a
-                ``ValueError`` if the family has none or the state carries gradients).
+            kernel: ``"exact"`` (the differentiable definition), ``"fast"`` or ``"compiled"``
+                (inference only; a ``ValueError`` if the family has none, the state carries
+                gradients, or, for ``"compiled"``, ``torch.compile`` cannot work here).
         """
         check_query(state, coord, cell)
         mlp_dtype = mlp_dtype_of(dtype)
         if kernel == "exact":
             return self.exact(state, coord, cell, mlp_dtype)
-        if kernel != "fast":
+        if kernel not in ("fast", "compiled"):
             raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
-        if not self.has_fast_kernel:
-            raise ValueError(f"{type(self).__name__} has no fast kernel: use kernel='exact'")
+        has = self.has_fast_kernel if kernel == "fast" else self.has_compiled_kernel
+        if not has:
+            raise ValueError(f"{type(self).__name__} has no {kernel} kernel: use kernel='exact'")
         if state.table.requires_grad:
             raise ValueError(
-                "kernel='fast' gives no gradients: encode under torch.no_grad()/inference_mode, "
+                f"kernel='{kernel}' gives no gradients: encode under torch.no_grad()/inference_mode, "
                 "or train with kernel='exact'"
             )
+        if kernel == "compiled":
+            from lte.models.decoders.compiled import compile_unavailable
+
+            reason = compile_unavailable(state.table.device)
+            if reason is not None:
+                raise ValueError(f"kernel='compiled' is not available here: {reason}")
         with torch.no_grad():
+            if kernel == "compiled":
+                return self.compiled(state, coord, cell, mlp_dtype)
             return self.fast(state, coord, cell, mlp_dtype)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lte.models.decoders.base import Decoder, DecoderState
+from lte.models.decoders.compiled import compiled_ensemble, liif_block
 from lte.models.decoders.ensemble import (
     blocked_ensemble,
     ensemble_sum,
@@ -88,3 +89,14 @@ class LIIFDecoder(Decoder):
         width = state.table.shape[-1]
         layers = linears(self.imnet.layers, mlp_dtype)[1:]
         return blocked_ensemble(state.table, nb, const, first_layer, width, layers, mlp_dtype)
+
+    def compiled(
+        self, state: DecoderState, coord: Tensor, cell: Tensor, mlp_dtype: torch.dtype
+    ) -> Tensor:
+        """:meth:`fast`'s blocks, each one call of a ``torch.compile``d function (see ``compiled``)."""
+        w_rel, w_cell, bias = self._first_layer_columns()
+        nb = neighbours(state, coord)
+        const = F.linear(rel_cell(cell, state.lr_hw), w_cell, bias).unsqueeze(2)  # (B, Q|1, 1, 256)
+        extra = (w_rel[:, 0].contiguous(), w_rel[:, 1].contiguous())
+        layers = linears(self.imnet.layers, mlp_dtype)[1:]
+        return compiled_ensemble(self, liif_block, state.table, nb, const, extra, layers)

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from lte import geometry
 from lte.models.decoders.base import Decoder, DecoderState
+from lte.models.decoders.compiled import compiled_ensemble, lte_block
 from lte.models.decoders.ensemble import (
     block_rows,
     blocked_ensemble,
@@ -144,4 +145,14 @@ class LTEDecoder(Decoder):
 
         layers = linears(self.imnet.layers, mlp_dtype)
         out = blocked_ensemble(table, nb, phase, fourier, hid, layers, mlp_dtype)
+        return out + geometry.bilinear_sample(state.lr, coord)
+
+    def compiled(
+        self, state: DecoderState, coord: Tensor, cell: Tensor, mlp_dtype: torch.dtype
+    ) -> Tensor:
+        """:meth:`fast`'s blocks, each one call of a ``torch.compile``d function (see ``compiled``)."""
+        nb = neighbours(state, coord)
+        phase = self.phase(rel_cell(cell, state.lr_hw)).unsqueeze(2)  # (B, Q or 1, 1, 128)
+        layers = linears(self.imnet.layers, mlp_dtype)
+        out = compiled_ensemble(self, lte_block, state.table, nb, phase, (), layers)
         return out + geometry.bilinear_sample(state.lr, coord)
