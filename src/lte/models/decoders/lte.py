@@ -74,10 +74,13 @@ class FourierFeatures(torch.autograd.Function):
         theta.add_(fx * rx)
         theta.add_(phase)
         theta.mul_(math.pi)
-        z = torch.empty(*rows.shape[:-1], hid, dtype=rows.dtype, device=rows.device)
-        torch.cos(theta, out=z[..., :half])
-        torch.sin(theta, out=z[..., half:])
-        z.mul_(amp)
+        if torch.compiler.is_compiling():  # Dynamo cannot trace out= into column slices
+            z = torch.cat([torch.cos(theta), torch.sin(theta)], dim=-1).mul_(amp)
+        else:
+            z = torch.empty(*rows.shape[:-1], hid, dtype=rows.dtype, device=rows.device)
+            torch.cos(theta, out=z[..., :half])
+            torch.sin(theta, out=z[..., half:])
+            z.mul_(amp)
         ctx.save_for_backward(rows, ry, rx, theta)
         ctx.phase_shape = phase.shape
         return z
@@ -97,7 +100,9 @@ class FourierFeatures(torch.autograd.Function):
         d_theta.sub_(torch.mul(g_c, amp_c).mul_(sin))
         d_theta.mul_(math.pi)
         d_rows = d_ry = d_rx = d_phase = None
-        if ctx.needs_input_grad[0]:
+        if ctx.needs_input_grad[0] and torch.compiler.is_compiling():
+            d_rows = torch.cat([g_c * cos, g_s * sin, d_theta * ry, d_theta * rx], dim=-1)
+        elif ctx.needs_input_grad[0]:
             d_rows = torch.empty_like(rows)
             torch.mul(g_c, cos, out=d_rows[..., :half])
             torch.mul(g_s, sin, out=d_rows[..., half:hid])
