@@ -190,7 +190,9 @@ class SRModel(nn.Module):
         feat = self.encoder(lr)
         if self.native_scale is not None:
             feat = F.pixel_unshuffle(feat, self.native_scale)
-        return DecoderState(self.decoder.prepare(feat), full_lr, (oy, ox))
+        # Under autocast (trainer.precision=bf16-mixed) the convolutions return bf16: the table is
+        # upcast (a no-op in float32) so the decoders' geometry (θ, offsets) stays float32.
+        return DecoderState(self.decoder.prepare(feat).float(), full_lr, (oy, ox))
 
     def query(
         self,

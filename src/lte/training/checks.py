@@ -92,6 +92,10 @@ def check_config(cfg: DictConfig) -> None:
         raise UserError(
             "trainer.max_steps=0 / trainer.max_epochs=0 trains nothing: give a limit >= 1"
         )
+    from lte.training.speed import check_compile_flag, check_matmul_precision
+
+    check_matmul_precision(cfg.get("float32_matmul_precision", "high"))
+    check_compile_flag(cfg.model.get("compile", False) if cfg.get("model") else False)
     ckpt = cfg.get("ckpt_path")
     if ckpt is not None and not isinstance(ckpt, str):
         raise UserError(f"ckpt_path={ckpt} must be a file path or 'last'")

@@ -63,6 +63,10 @@ class SRLitModule(L.LightningModule):
         max_bad_steps: stop after this many non-finite losses in a row (each one skips its step).
         train_config: the whole resolved run config (plain containers), kept in checkpoints for
             reference.
+        compile_net: train through ``torch.compile`` (``model.compile=true``): the network's
+            ``__call__`` is compiled in place (``nn.Module.compile``), so checkpoint keys stay
+            ``net.*`` and validation (``encode``/``query``) stays eager. When compile cannot run
+            here (no C++ compiler, ...) one warning line says so and training runs eagerly.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class SRLitModule(L.LightningModule):
         val_chunk: int = DEFAULT_CHUNK,
         max_bad_steps: int = 20,
         train_config: dict[str, Any] | None = None,
+        compile_net: bool = False,
     ) -> None:
         super().__init__()
         if val_chunk <= 0:
@@ -93,6 +98,8 @@ class SRLitModule(L.LightningModule):
         self.val_psnr = nn.ModuleList([MeanMetric()])
         #: Set by the W&B helper so a resumed run continues the same W&B run.
         self.wandb_run_id: str | None = None
+        self.compile_net = bool(compile_net)
+        self._compile_done = False
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -103,6 +110,20 @@ class SRLitModule(L.LightningModule):
         if names != self.val_names:
             self.val_names = names
             self.val_psnr = nn.ModuleList([MeanMetric() for _ in names])
+
+    def configure_model(self) -> None:
+        """``compile_net``: compile the network's forward once (Lightning may call this hook again)."""
+        if not self.compile_net or self._compile_done:
+            return
+        self._compile_done = True
+        from lte.training.speed import compile_unavailable
+
+        device = self.trainer.strategy.root_device if self._trainer is not None else self.device
+        reason = compile_unavailable(device)
+        if reason is not None:
+            log.warning("model.compile=true: %s; training runs eagerly", reason)
+            return
+        self.net.compile()
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.net.parameters())
@@ -161,8 +182,11 @@ class SRLitModule(L.LightningModule):
     def predict_queries(self, inp: Tensor, coord: Tensor, cell: Tensor, scale: float) -> Tensor:
         """Normalised RGB at every query, chunked; cells enlarged beyond the model's ``scale_max``."""
         cell = self.net.enlarge_cell(cell, scale)
-        state = self.net.encode(inp)
-        return batched_query(self.net, state, coord, cell, self.val_chunk)
+        # float32 under trainer.precision=bf16-mixed too: the weights are float32, and this scores
+        # the model lte.test will score (autocast would also send the fast kernel to slow bf16).
+        with torch.autocast(inp.device.type, enabled=False):
+            state = self.net.encode(inp)
+            return batched_query(self.net, state, coord, cell, self.val_chunk)
 
     def validation_step(
         self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0

@@ -7,13 +7,14 @@ seconds and one ``error:`` line, never a half-written run.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lte.errors import UserError
 from lte.training.checks import build, check_config
@@ -31,6 +32,7 @@ from lte.training.resume import (
     requested_ckpt_path,
     resolve_ckpt_path,
 )
+from lte.training.speed import bf16_warning, check_matmul_precision
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +130,35 @@ def describe_validation(datamodule: Any) -> str:
     )
 
 
+def model_node(cfg: DictConfig) -> DictConfig:
+    """The config without ``model.compile``: a training option, not an argument of SRModel."""
+    out = copy.deepcopy(cfg)
+    with open_dict(out):
+        out.model.pop("compile", None)
+    return out
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one training job from a composed config; returns the final logged metrics.
+
+    ``float32_matmul_precision`` applies for the job's duration (the previous value is restored).
 
     Raises:
         UserError: bad options, data folders or ``ckpt_path``, a run directory that holds another
             run's checkpoints (before any step runs), or a loss that stays non-finite.
     """
+    import torch
+
+    precision = check_matmul_precision(cfg.get("float32_matmul_precision", "high"))
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        return _train(cfg)
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
+def _train(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
 
     from lte.models.build import instantiate_model
@@ -161,7 +185,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = build("data", instantiate, cfg.data)
     datamodule.setup("fit")  # scan and validate the folders now: a bad path fails in one line
     check_optimized_metric(cfg, list(datamodule.val_names))
-    net = build("model", instantiate_model, cfg)
+    net = build("model", instantiate_model, model_node(cfg))
     data_smax = float(datamodule.scale_max)
     if float(net.scale_max) != data_smax:
         raise UserError(
@@ -180,6 +204,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         optimizer=optimizer_factory,
         scheduler=scheduler_factory,
         train_config=run_config,
+        compile_net=bool(cfg.model.get("compile", False)),
     )
     if resume is not None:
         assert ckpt_path is not None
@@ -223,6 +248,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if where:
             log.info(where)
         log.info(describe_validation(datamodule))
+        warning = bf16_warning(str(trainer.precision), trainer.strategy.root_device)
+        if warning:
+            log.warning(warning)
     data = TrainingData(datamodule, seed=int(cfg.seed))
     try:
         trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)

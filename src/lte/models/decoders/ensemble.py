@@ -58,10 +58,19 @@ def neighbours(state: DecoderState, coord: Tensor) -> Neighbours:
 
 
 def gather_rows(table: Tensor, index: Tensor) -> Tensor:
-    """Rows of a ``(B, h, w, D)`` table at flat indices ``(B, ...)``: ``(B, ..., D)``, differentiable."""
+    """Rows of a ``(B, h, w, D)`` table at flat indices ``(B, ...)``: ``(B, ..., D)``, differentiable.
+
+    One ``index_select`` of whole rows from the ``(B·h·w, D)`` channel-last table, with the image
+    offset ``b·h·w`` added to each index. Why not ``torch.gather`` along dim 1: its index must be
+    expanded over the D columns, so it reads (and its backward ``scatter_add`` writes) one element
+    at a time through a D-times larger index, column-strided; ``index_select`` copies contiguous
+    rows, and its backward is an ``index_add`` of whole rows into the table's gradient.
+    """
     b, d = table.shape[0], table.shape[-1]
-    flat = table.reshape(b, -1, d)  # (B, h*w, D)
-    rows = torch.gather(flat, 1, index.reshape(b, -1, 1).expand(-1, -1, d))  # (B, N, D)
+    flat = table.reshape(-1, d)  # (B·h·w, D): a view of the contiguous table
+    per_image = table.shape[1] * table.shape[2]
+    offset = torch.arange(b, device=index.device, dtype=index.dtype) * per_image
+    rows = torch.index_select(flat, 0, (index + offset.view(b, *(1,) * (index.dim() - 1))).view(-1))
     return rows.view(*index.shape, d)
 
 

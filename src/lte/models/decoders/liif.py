@@ -61,12 +61,18 @@ class LIIFDecoder(Decoder):
     def exact(
         self, state: DecoderState, coord: Tensor, cell: Tensor, mlp_dtype: torch.dtype
     ) -> Tensor:
-        """SPEC's LIIF: ``Σ_v w_v · MLP([unfold(F)_v, rel_v, rel_cell])``, the first layer split."""
+        """SPEC's LIIF: ``Σ_v w_v · MLP([unfold(F)_v, rel_v, rel_cell])``, the first layer split.
+
+        Layer 1 is finished on the gathered rows with one ``addmm`` (the ``rel`` columns) and an
+        in-place add (cell columns and bias): no ``(N, 256)`` temporaries beside its output, whose
+        gradient flows to the rows unchanged.
+        """
         w_rel, w_cell, bias = self._first_layer_columns()
         nb = neighbours(state, coord)
-        x = gather_rows(state.table, nb.index)  # (B, Q, 4, 256): the features' share of layer 1
-        x = x + F.linear(nb.rel, w_rel)
-        x = x + F.linear(rel_cell(cell, state.lr_hw), w_cell, bias).unsqueeze(2)
+        rows = gather_rows(state.table, nb.index)  # (B, Q, 4, 256): the features' share of layer 1
+        width = rows.shape[-1]
+        x = torch.addmm(rows.view(-1, width), nb.rel.reshape(-1, 2), w_rel.t()).view(rows.shape)
+        x = x.add_(F.linear(rel_cell(cell, state.lr_hw), w_cell, bias).unsqueeze(2))
         pred = run_layers(self.imnet.layers[1:], x, mlp_dtype)  # ReLU, then the other layers
         return ensemble_sum(pred, nb.weights)  # (B, Q, 3)
 

@@ -50,6 +50,74 @@ class FourierMaps:
         return self.amplitude[:, :k].square() + self.amplitude[:, k:].square()
 
 
+class FourierFeatures(torch.autograd.Function):
+    """``z = a ⊙ [cos πθ | sin πθ]``, ``θ = f_y·r_y + f_x·r_x + phase``: LTE's features, saving less.
+
+    Written with plain ops, autograd keeps θ's temporaries, cos and sin concatenated (``(N, 256)``)
+    and the amplitude, and its backward turns each of the three slices of the gathered rows into a
+    full-width zero-filled gradient. This runs the plain ops' float32 operations in their order
+    (values and gradients are bitwise those of the plain ops, ``tests/test_train_speed.py``), but
+    in place where autograd allows, saves only the gathered rows (which hold the amplitude and the
+    frequencies) and ``πθ``, recomputes cos and sin in backward, and writes the rows' gradient
+    ``[∂a | ∂f_y | ∂f_x]`` into one tensor. Double backward is not supported (training needs none).
+
+    Inputs: ``rows`` ``(..., 4, 2H)`` = ``[amplitude (H) | f_y (H/2) | f_x (H/2)]``, the offsets
+    ``ry``/``rx`` ``(..., 4, 1)`` and ``phase`` ``(..., 1, H/2)`` (broadcast over the neighbours and,
+    shared by every query, over them too). Returns ``(..., 4, H)``.
+    """
+
+    @staticmethod
+    def forward(ctx, rows: Tensor, ry: Tensor, rx: Tensor, phase: Tensor) -> Tensor:  # type: ignore[override]
+        hid = rows.shape[-1] // 2
+        half = hid // 2
+        amp, fy, fx = rows[..., :hid], rows[..., hid : hid + half], rows[..., hid + half :]
+        theta = torch.mul(fy, ry)
+        theta.add_(fx * rx)
+        theta.add_(phase)
+        theta.mul_(math.pi)
+        if torch.compiler.is_compiling():  # Dynamo cannot trace out= into column slices
+            z = torch.cat([torch.cos(theta), torch.sin(theta)], dim=-1).mul_(amp)
+        else:
+            z = torch.empty(*rows.shape[:-1], hid, dtype=rows.dtype, device=rows.device)
+            torch.cos(theta, out=z[..., :half])
+            torch.sin(theta, out=z[..., half:])
+            z.mul_(amp)
+        ctx.save_for_backward(rows, ry, rx, theta)
+        ctx.phase_shape = phase.shape
+        return z
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        rows, ry, rx, theta = ctx.saved_tensors
+        hid = rows.shape[-1] // 2
+        half = hid // 2
+        amp_c, amp_s = rows[..., :half], rows[..., half:hid]
+        fy, fx = rows[..., hid : hid + half], rows[..., hid + half :]
+        g_c, g_s = grad[..., :half], grad[..., half:]
+        cos, sin = torch.cos(theta), torch.sin(theta)
+        # ∂/∂(θ before ·π) = π (g_s a_s cos − g_c a_c sin), in autograd's operation order.
+        d_theta = torch.mul(g_s, amp_s).mul_(cos)
+        d_theta.sub_(torch.mul(g_c, amp_c).mul_(sin))
+        d_theta.mul_(math.pi)
+        d_rows = d_ry = d_rx = d_phase = None
+        if ctx.needs_input_grad[0] and torch.compiler.is_compiling():
+            d_rows = torch.cat([g_c * cos, g_s * sin, d_theta * ry, d_theta * rx], dim=-1)
+        elif ctx.needs_input_grad[0]:
+            d_rows = torch.empty_like(rows)
+            torch.mul(g_c, cos, out=d_rows[..., :half])
+            torch.mul(g_s, sin, out=d_rows[..., half:hid])
+            torch.mul(d_theta, ry, out=d_rows[..., hid : hid + half])
+            torch.mul(d_theta, rx, out=d_rows[..., hid + half :])
+        if ctx.needs_input_grad[1]:
+            d_ry = (d_theta * fy).sum(-1, keepdim=True).sum_to_size(ry.shape)
+        if ctx.needs_input_grad[2]:
+            d_rx = (d_theta * fx).sum(-1, keepdim=True).sum_to_size(rx.shape)
+        if ctx.needs_input_grad[3]:
+            d_phase = d_theta.sum_to_size(ctx.phase_shape)
+        return d_rows, d_ry, d_rx, d_phase
+
+
 class LTEDecoder(Decoder):
     """Local Texture Estimator with local ensemble and a bilinear residual.
 
@@ -106,15 +174,18 @@ class LTEDecoder(Decoder):
     def exact(
         self, state: DecoderState, coord: Tensor, cell: Tensor, mlp_dtype: torch.dtype
     ) -> Tensor:
-        """SPEC's LTE: ``Σ_v w_v · MLP(a_v ⊙ [cos πθ_v | sin πθ_v]) + bilinear(lr)``."""
-        hid, half = self.hidden_dim, self.hidden_dim // 2
+        """SPEC's LTE: ``Σ_v w_v · MLP(a_v ⊙ [cos πθ_v | sin πθ_v]) + bilinear(lr)``.
+
+        One row gather for the four neighbours, the Fourier features through
+        :class:`FourierFeatures` (what backward needs, nothing more). Under autocast
+        (``trainer.precision=bf16-mixed``) θ, its phase term and the bilinear residual stay
+        float32: they are geometry; only the MLP's linears run in the low type.
+        """
         nb = neighbours(state, coord)
-        codes = gather_rows(state.table, nb.index)  # (B, Q, 4, 512)
-        amp, fy, fx = codes[..., :hid], codes[..., hid : hid + half], codes[..., hid + half :]
-        theta = fy * nb.rel[..., :1] + fx * nb.rel[..., 1:]  # (B, Q, 4, 128)
-        theta = theta + self.phase(rel_cell(cell, state.lr_hw)).unsqueeze(2)
-        theta = theta * math.pi
-        z = amp * torch.cat([torch.cos(theta), torch.sin(theta)], dim=-1)  # (B, Q, 4, 256)
+        rows = gather_rows(state.table, nb.index)  # (B, Q, 4, 512): [amplitude | f_y | f_x]
+        with torch.autocast(coord.device.type, enabled=False):
+            phase = self.phase(rel_cell(cell, state.lr_hw)).unsqueeze(2)  # (B, Q or 1, 1, 128)
+        z = FourierFeatures.apply(rows, nb.rel[..., :1], nb.rel[..., 1:], phase)  # (B, Q, 4, 256)
         pred = self.imnet(z, dtype=mlp_dtype)  # (B, Q, 4, 3)
         return ensemble_sum(pred, nb.weights) + geometry.bilinear_sample(state.lr, coord)
 

@@ -87,7 +87,9 @@ class MetaSRDecoder(Decoder):
         codes = gather_rows(state.table, base.unsqueeze(-1) + window)  # (B, Q, 9, C), k-major
         codes = codes.transpose(-1, -2).reshape(b, q, 1, 9 * c)  # (B, Q, 1, 9C), c*9 + k
         weight = self.imnet(mlp_in, dtype=mlp_dtype).view(b, q, 9 * c, 3)  # (B, Q, 9C, 3)
-        return (codes @ weight).squeeze(-2)  # (B, Q, 3)
+        # Under autocast (bf16-mixed) only the MLP runs in bf16: the product stays float32.
+        with torch.autocast(coord.device.type, enabled=False):
+            return (codes @ weight.float()).squeeze(-2)  # (B, Q, 3)
 
     # --- the fast kernel -----------------------------------------------------------------------
 
