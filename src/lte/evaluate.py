@@ -332,7 +332,8 @@ class StageProfile:
     twice. Time that DataLoader workers spend preparing images is kept apart
     (:attr:`in_workers`): it overlaps the model and is not part of the wall time. On CUDA each lap
     synchronises the device so kernels are charged to the stage that launched them. Only built
-    when asked for; without it the loop calls no clock at all (:data:`NO_PROFILE`).
+    when asked for; without it every lap is a no-op (:data:`NO_PROFILE`): no clock, no device
+    synchronisation (preparing an image reads the clock four times, well under a microsecond).
     """
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
@@ -674,7 +675,8 @@ def evaluate_testset(
     prof = StageProfile(device) if own_profile else (profile or NO_PROFILE)
     prof.start()
     workers = auto_workers(device) if settings.workers is None else settings.workers
-    prof.workers = workers
+    if prof is not NO_PROFILE:
+        prof.workers = workers
     dataset = PreparedImages(
         testset,
         settings.scales,
