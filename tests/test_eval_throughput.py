@@ -27,7 +27,15 @@ from lte.evaluate import (
     super_resolve,
 )
 from lte.inference import BACKENDS, kernel_for_backend
-from lte.metrics import psnr_protocol, rgb_to_y, shave, ssim, ssim_protocol
+from lte.metrics import (
+    filter_valid,
+    gaussian_window,
+    psnr_protocol,
+    rgb_to_y,
+    shave,
+    ssim,
+    ssim_protocol,
+)
 from lte.models.build import build_model
 from lte.testsets import FolderSet
 
@@ -226,6 +234,17 @@ def test_separable_ssim_equals_torchmetrics(y_channel: bool) -> None:
     )
     assert ours.shape == (2,)
     assert torch.allclose(ours, ref, rtol=0, atol=1e-12)
+
+
+def test_ssim_strips_change_no_value() -> None:
+    """The cache-sized strips of the separable filter give the very same bits as one strip."""
+    gen = torch.Generator().manual_seed(2)
+    maps = torch.rand(5, 3, 75, 41, generator=gen, dtype=torch.float64)
+    taps = gaussian_window().tolist()
+    whole = filter_valid(maps, taps, strip=10_000)
+    assert whole.shape == (5, 3, 65, 31)
+    for strip in (1, 7, 64):
+        assert torch.equal(filter_valid(maps, taps, strip=strip), whole)
 
 
 # --- bad values --------------------------------------------------------------------------------
