@@ -18,12 +18,14 @@ the very same LR images, scored by the very same code (``lte.test baseline=bicub
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -464,10 +466,11 @@ class PreparedImages(torch.utils.data.Dataset):
         *,
         pad_multiple: int = 0,
         keep_lr: bool = False,
+        files: Sequence[Path] | None = None,
     ) -> None:
         self.testset = testset
         self.scales = tuple(scales)
-        self.files = testset.hr_files()
+        self.files = testset.hr_files() if files is None else list(files)
         self.lr_dirs = [testset.lr_folder(s) for s in self.scales]
         self.pad_multiple = pad_multiple
         self.keep_lr = keep_lr
@@ -498,9 +501,13 @@ def _as_is(item: Prepared) -> Prepared:
 
 def prepared_images(
     dataset: PreparedImages, workers: int, device: torch.device
-) -> Iterator[Prepared]:
+) -> Generator[Prepared, None, None]:
     """``dataset``'s items in order, made by ``workers`` processes ahead of the model (0: lazily in
-    the main process). Tensors come back through shared memory, pinned when bound for CUDA."""
+    the main process). Tensors come back through shared memory, pinned when bound for CUDA.
+
+    A generator: closing it (``contextlib.closing``) stops the workers at once, even when an error
+    leaves the caller's frame alive in a traceback.
+    """
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=None,
@@ -509,7 +516,11 @@ def prepared_images(
         collate_fn=_as_is,
         pin_memory=device.type == "cuda",
     )
-    return iter(loader)
+    it = iter(loader)
+    try:
+        yield from it
+    finally:
+        del it  # the last reference: the DataLoader iterator shuts its workers down
 
 
 # --- scoring -----------------------------------------------------------------------------------
@@ -658,13 +669,9 @@ def evaluate_testset(
         UserError: a bad setting, a missing test-set folder, an LR file missing or of the wrong
             size (named).
     """
-    from tqdm.auto import tqdm
-
     settings = scales if isinstance(scales, EvalSettings) else EvalSettings(scales, chunk, tile)
     check_native_scale(model, settings.scales, ckpt)
     files = testset.hr_files()  # a missing folder fails before the model moves anywhere
-    n_images = len(files)
-    model_name, encoder_name = method_labels(model)
     device = torch.device(device)
     bicubic = isinstance(model, BicubicBaseline)
     kernel: Kernel | None = None
@@ -682,8 +689,46 @@ def evaluate_testset(
         settings.scales,
         pad_multiple=0 if isinstance(model, BicubicBaseline) else model.pad_multiple,
         keep_lr=bicubic,
+        files=files,
     )
-    items = prepared_images(dataset, workers, device)
+    with contextlib.closing(prepared_images(dataset, workers, device)) as items:
+        records = _score_all(
+            model,
+            testset,
+            settings,
+            items,
+            len(files),
+            workers,
+            kernel,
+            device,
+            prof,
+            ckpt,
+            on_image,
+            progress,
+        )
+    if own_profile:
+        log.info("%s: where the time went\n%s", testset.name, prof.table())
+    return records
+
+
+def _score_all(
+    model: Method,
+    testset: TestSet,
+    settings: EvalSettings,
+    items: Iterator[Prepared],
+    n_images: int,
+    workers: int,
+    kernel: Kernel | None,
+    device: torch.device,
+    prof: StageProfile,
+    ckpt: str,
+    on_image: Callable[[float, ImageScore], None] | None,
+    progress: bool | None,
+) -> list[ResultRecord]:
+    """The loop of :func:`evaluate_testset` over prepared images: one record per scale."""
+    from tqdm.auto import tqdm
+
+    model_name, encoder_name = method_labels(model)
     records = []
     prof.lap("other")
     for s in settings.scales:
@@ -738,6 +783,4 @@ def evaluate_testset(
             )
         )
         prof.lap("results")
-    if own_profile:
-        log.info("%s: where the time went\n%s", testset.name, prof.table())
     return records
