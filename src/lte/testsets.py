@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -164,6 +165,51 @@ class TestSet:
         folder = Path(self.lr_dir.replace(SCALE_FIELD, format_scale(scale)))
         return folder if folder.is_dir() else None
 
+    def lr_source(self, scale: float) -> Path | None:
+        """:meth:`lr_folder`, saying (log) whether ``scale`` reads LR files or makes them.
+
+        Called once per scale by :meth:`pairs` and by :func:`lte.evaluate.evaluate_testset`.
+        """
+        lr_dir = self.lr_folder(scale)
+        tag = format_scale(scale)
+        if lr_dir is not None:
+            log.info("%s x%s: LR images from %s", self.name, tag, lr_dir)
+        else:
+            log.info("%s x%s: no LR folder, making LR on the fly (PIL bicubic)", self.name, tag)
+        return lr_dir
+
+    def pair(
+        self,
+        hr_file: Path,
+        scale: float,
+        lr_dir: Path | None,
+        times: dict[str, float] | None = None,
+    ) -> Pair:
+        """The ``(name, lr, hr)`` of one HR file at ``scale`` (``lr_dir`` from :meth:`lr_folder`).
+
+        A plain function of its arguments, so DataLoader workers can make pairs in any process and
+        get the same pixels. ``times``, when given, receives the seconds spent reading files
+        (``"load"``) and making the LR with PIL bicubic (``"make_lr"``) for profiling.
+
+        Raises:
+            UserError: an unreadable image, an LR file missing or of the wrong size (named).
+        """
+        t0 = time.perf_counter()
+        hr = load_rgb(hr_file)
+        if lr_dir is not None:
+            lr_file = find_lr_file(hr_file, lr_dir, scale)
+            lr = load_rgb(lr_file)
+            crop = pair_from_lr_file(hr, lr, scale, lr_path=lr_file)
+            t1 = t2 = time.perf_counter()
+        else:
+            t1 = time.perf_counter()
+            lr, crop = pair_on_the_fly(hr, scale)
+            t2 = time.perf_counter()
+        if times is not None:
+            times["load"] = t1 - t0
+            times["make_lr"] = t2 - t1
+        return Pair(str(hr_file), lr, crop)
+
     def pairs(self, scale: float) -> Iterator[Pair]:
         """``(name, lr, hr)`` for every HR image at ``scale``, in file-name order.
 
@@ -173,21 +219,9 @@ class TestSet:
             UserError: missing HR folder, an LR file missing or of the wrong size (named).
         """
         hr_files = self.hr_files()
-        lr_dir = self.lr_folder(scale)
-        tag = format_scale(scale)
-        if lr_dir is not None:
-            log.info("%s x%s: LR images from %s", self.name, tag, lr_dir)
-        else:
-            log.info("%s x%s: no LR folder, making LR on the fly (PIL bicubic)", self.name, tag)
+        lr_dir = self.lr_source(scale)
         for hr_file in hr_files:
-            hr = load_rgb(hr_file)
-            if lr_dir is not None:
-                lr_file = find_lr_file(hr_file, lr_dir, scale)
-                lr = load_rgb(lr_file)
-                yield Pair(str(hr_file), lr, pair_from_lr_file(hr, lr, scale, lr_path=lr_file))
-            else:
-                lr, crop = pair_on_the_fly(hr, scale)
-                yield Pair(str(hr_file), lr, crop)
+            yield self.pair(hr_file, scale, lr_dir)
 
 
 class FolderSet(TestSet):

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lte.devices import resolve_device
 from lte.errors import UserError, as_user_error, exit_on_user_error
-from lte.evaluate import EvalSettings, evaluate_testset
+from lte.evaluate import NO_PROFILE, EvalSettings, StageProfile, evaluate_testset
 from lte.results import (
     ResultRecord,
     check_results_file,
@@ -322,9 +322,7 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
     from lte.evaluate import BICUBIC
 
     baseline = check_method(cfg)
-    settings = EvalSettings(
-        cfg.scales, cfg.eval.chunk, cfg.eval.get("tile", 0), cfg.eval.get("fast", False)
-    )
+    settings = eval_settings(cfg)
     if cfg.results_file:
         results_file = check_results_file(str(cfg.results_file))
     else:
@@ -345,10 +343,19 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
         method, ckpt, source = loaded.model, str(cfg.ckpt), loaded.source
         log.info("%s checkpoint '%s' on %s", loaded.source, loaded.path, device)
     records: list[ResultRecord] = []
+    # eval.profile: one clock over every test set, the results file and W&B; one table at the end.
+    profile = StageProfile(device) if settings.profile else NO_PROFILE
+    profile.start()
     for testset in testsets:
         with logging_redirect_tqdm():  # log lines print above the bar instead of through it
             recs = evaluate_testset(
-                method, testset, settings, device=device, ckpt=ckpt, progress=progress
+                method,
+                testset,
+                settings,
+                device=device,
+                ckpt=ckpt,
+                progress=progress,
+                profile=profile,
             )
         for r in recs:
             ssim = "-" if r.ssim is None else f"{r.ssim:.4f}"
@@ -362,14 +369,43 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
                 r.images,
             )
         records.extend(recs)
+        profile.lap("other")
         # Merged after every test set, so a long sweep keeps what it has measured.
         merge_results(recs, results_file)
+        profile.lap("results")
     print(format_table(records))
     print(f"results: {results_file} (+ {results_file.with_suffix('.csv').name})")
     if wandb_cfg is not None:
+        profile.lap("other")
         folder = log_to_wandb(cfg, records, run_dir, wandb_cfg, ckpt_source=source)
+        profile.lap("results")
         print(f"W&B run: {folder}")
+    if settings.profile:
+        profile.lap("other")
+        log.info(
+            "eval.profile: where the time went (eval.backend=%s)\n%s",
+            settings.backend,
+            profile.table(),
+        )
     return records
+
+
+def eval_settings(cfg: DictConfig) -> EvalSettings:
+    """``scales`` and ``eval.*`` of a run, checked (:class:`lte.evaluate.EvalSettings`).
+
+    Raises:
+        UserError: one line naming the first bad option.
+    """
+    node = cfg.get("eval") or {}
+    return EvalSettings(
+        cfg.scales,
+        node.get("chunk", 30000),
+        node.get("tile", 0),
+        node.get("fast", False),
+        node.get("workers", None),
+        node.get("backend", "eager"),
+        node.get("profile", False),
+    )
 
 
 def check_progress(value: Any) -> bool | None:
