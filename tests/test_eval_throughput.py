@@ -206,8 +206,10 @@ def test_eager_backend_gives_the_numbers_of_the_plain_protocol(tmp_path: Path) -
 
 def test_backends_are_the_agreed_names() -> None:
     assert BACKENDS == ("eager", "compile")
-    with pytest.raises(UserError, match="backend=jit"):
-        kernel_for_backend(tiny_lte(), "jit")
+    with pytest.raises(
+        UserError, match=r"eval\.backend='jit' is not a backend: use one of eager, compile"
+    ):
+        kernel_for_backend(tiny_lte(), "jit", option="eval.backend=")
 
 
 # --- SSIM --------------------------------------------------------------------------------------

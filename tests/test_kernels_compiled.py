@@ -33,6 +33,7 @@ from lte.models import SRModel, build_model
 from lte.models.decoders import BLOCK, KERNELS, LIIFDecoder, LTEDecoder
 from lte.models.decoders.base import COMPILED_CACHE_ATTR
 from lte.models.decoders.compiled import compile_unavailable
+from lte.testsets import FolderSet
 
 CPU = torch.device("cpu")
 NO_COMPILE = compile_unavailable(CPU)
@@ -285,3 +286,31 @@ def test_upscale_backend_compile_equals_eager(tmp_path: Path) -> None:
     b = np.asarray(Image.open(compiled)).astype(np.int16)
     assert a.shape == b.shape == (80, 100, 3)
     assert np.abs(a - b).max() <= 1
+
+
+@pytest.mark.slow
+@needs_compile
+def test_lte_test_compile_backend_scores_as_the_eager_one(
+    compiled_models: dict[str, SRModel], tmp_path: Path
+) -> None:
+    """``eval.backend=compile`` runs the compiled block (no recompile across images and scales) and
+    scores every image as the eager backend does, to float32 rounding."""
+    from lte.data.images import save_rgb
+    from lte.evaluate import EvalSettings, evaluate_testset
+
+    root = tmp_path / "crops"
+    root.mkdir()
+    for i, src in enumerate(sample_photos()[:2]):
+        save_rgb(load_rgb(src)[40:76, 50:92], root / f"c{i}.png")
+    testset = FolderSet(root, name="crops", protocol="benchmark")
+    net = compiled_models["lte"]
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        compiled = evaluate_testset(
+            net, testset, EvalSettings([2, 3], backend="compile", workers=0)
+        )
+    eager = evaluate_testset(net, testset, EvalSettings([2, 3], backend="eager", workers=0))
+    for c, e in zip(compiled, eager, strict=True):
+        assert c.scale == e.scale and len(c.per_image) == len(e.per_image) == 2
+        for a, b in zip(c.per_image, e.per_image, strict=True):
+            assert a.name == b.name
+            assert abs(a.psnr - b.psnr) < 1e-3, (a, b)

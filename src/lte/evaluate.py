@@ -677,7 +677,7 @@ def evaluate_testset(
     kernel: Kernel | None = None
     if not isinstance(model, BicubicBaseline):
         model = model.to(device).eval()
-        kernel = kernel_for_backend(model, settings.backend)
+        kernel = kernel_for_backend(model, settings.backend, option="eval.backend=")
     own_profile = profile is None and settings.profile
     prof = StageProfile(device) if own_profile else (profile or NO_PROFILE)
     prof.start()

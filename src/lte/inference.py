@@ -282,27 +282,3 @@ def predict(
                 if progress is not None:
                     progress(done, total)
     return out
-
-
-# --- backends (stand-in until k1 merges) -------------------------------------------------------
-# stand-in until k1 merges: k1's inference.py defines BACKENDS and kernel_for_backend for real
-# (compile availability checks, fallback with a log line); the lead keeps k1's version at merge.
-
-#: Inference backends a user can name: the decoder's eager fast kernel, or its compiled kernel.
-BACKENDS: tuple[str, ...] = ("eager", "compile")
-
-
-def kernel_for_backend(model: SRModel, backend: str) -> Kernel:
-    """The decoder kernel of ``backend``: ``eager`` -> ``model.inference_kernel``, ``compile`` ->
-    ``"compiled"``.  # stand-in until k1 merges
-
-    Raises:
-        UserError: an unknown backend (names ``backend``).
-    """
-    from lte.errors import UserError
-
-    if backend == "eager":
-        return model.inference_kernel
-    if backend == "compile":
-        return "compiled"  # type: ignore[return-value]
-    raise UserError(f"backend={backend} is unknown: use one of {', '.join(BACKENDS)}")
