@@ -43,7 +43,6 @@ from lte.devices import native_bf16
 from lte.models.build import build_model
 from lte.models.decoders import DecoderState
 from lte.models.decoders.ensemble import ensemble_sum, neighbours, rel_cell
-from lte.models.mlp import run_layers
 from lte.training import SRLitModule
 from lte.training.speed import compile_unavailable
 
@@ -143,6 +142,19 @@ def old_gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return rows.view(*index.shape, d)
 
 
+def old_run_layers(layers, x, mlp_dtype):  # type: ignore[no-untyped-def]
+    """The previous ``run_layers``: the Sequential on the N-D features (in-place ReLU on views)."""
+    if mlp_dtype is None or mlp_dtype == x.dtype:
+        return layers(x)
+    x = x.to(mlp_dtype)
+    for m in layers:
+        if isinstance(m, torch.nn.Linear):
+            x = F.linear(x, m.weight.to(mlp_dtype), m.bias.to(mlp_dtype))
+        else:
+            x = m(x)
+    return x.float()
+
+
 def old_lte_exact(self, state, coord, cell, mlp_dtype):  # type: ignore[no-untyped-def]
     """The previous ``LTEDecoder.exact``: plain ops, autograd keeps every temporary."""
     hid, half = self.hidden_dim, self.hidden_dim // 2
@@ -153,7 +165,7 @@ def old_lte_exact(self, state, coord, cell, mlp_dtype):  # type: ignore[no-untyp
     theta = theta + self.phase(rel_cell(cell, state.lr_hw)).unsqueeze(2)
     theta = theta * math.pi
     z = amp * torch.cat([torch.cos(theta), torch.sin(theta)], dim=-1)
-    pred = self.imnet(z, dtype=mlp_dtype)
+    pred = old_run_layers(self.imnet.layers, z, mlp_dtype)
     return ensemble_sum(pred, nb.weights) + geometry.bilinear_sample(state.lr, coord)
 
 
@@ -164,7 +176,7 @@ def old_liif_exact(self, state, coord, cell, mlp_dtype):  # type: ignore[no-unty
     x = old_gather_rows(state.table, nb.index)
     x = x + F.linear(nb.rel, w_rel)
     x = x + F.linear(rel_cell(cell, state.lr_hw), w_cell, bias).unsqueeze(2)
-    pred = run_layers(self.imnet.layers[1:], x, mlp_dtype)
+    pred = old_run_layers(self.imnet.layers[1:], x, mlp_dtype)
     return ensemble_sum(pred, nb.weights)
 
 
@@ -204,7 +216,7 @@ def option_loop(
         loss.backward()
         opt.step()
         if i == 0:
-            first, first_loss = time.perf_counter() - ts, float(loss)
+            first, first_loss = time.perf_counter() - ts, float(loss.detach())
     return (time.perf_counter() - t0) / steps, first, first_loss
 
 

@@ -22,7 +22,6 @@ from lte.errors import UserError
 from lte.models.build import build_model
 from lte.models.decoders.ensemble import ensemble_sum, gather_rows, neighbours, rel_cell
 from lte.models.decoders.lte import FourierFeatures
-from lte.models.mlp import run_layers
 from lte.training.checks import check_config
 from lte.training.speed import bf16_warning, compile_unavailable
 
@@ -48,7 +47,7 @@ def old_lte(dec, state, coord, cell):  # type: ignore[no-untyped-def]
     theta = theta + dec.phase(rel_cell(cell, state.lr_hw)).unsqueeze(2)
     theta = theta * math.pi
     z = amp * torch.cat([torch.cos(theta), torch.sin(theta)], dim=-1)
-    pred = dec.imnet(z)
+    pred = dec.imnet.layers(z)  # the plain Sequential on the 4-D features
     return ensemble_sum(pred, nb.weights) + geometry.bilinear_sample(state.lr, coord)
 
 
@@ -58,7 +57,7 @@ def old_liif(dec, state, coord, cell):  # type: ignore[no-untyped-def]
     x = old_gather_rows(state.table, nb.index)
     x = x + F.linear(nb.rel, w_rel)
     x = x + F.linear(rel_cell(cell, state.lr_hw), w_cell, bias).unsqueeze(2)
-    pred = run_layers(dec.imnet.layers[1:], x, None)
+    pred = dec.imnet.layers[1:](x)  # the plain Sequential
     return ensemble_sum(pred, nb.weights)
 
 

@@ -42,14 +42,19 @@ def run_layers(layers: Iterable[nn.Module], x: Tensor, dtype: torch.dtype | None
     The low-precision form casts the input and each layer's weights to ``dtype`` and returns
     float32, which is what the decoders' fast kernels do, so both kernels mean the same by ``dtype``.
     """
-    if dtype is None or dtype == x.dtype:
-        for m in layers:
-            x = m(x)
-        return x
-    x = x.to(dtype)
+    lead = x.shape[:-1]
+    # Rows as one 2-D matrix: each Linear's output is then a fresh tensor, not a view of one, so the
+    # in-place ReLU costs autograd nothing (on a view it records a CopySlices node whose backward
+    # clones and re-strides the hidden gradient: ~12% of an LTE training step, measured).
+    x = x.reshape(-1, x.shape[-1])
+    low = dtype is not None and dtype != x.dtype
+    if low:
+        x = x.to(dtype)
     for m in layers:
-        if isinstance(m, nn.Linear):
+        if isinstance(m, nn.Linear) and low:
             x = F.linear(x, m.weight.to(dtype), None if m.bias is None else m.bias.to(dtype))
+        elif isinstance(m, nn.ReLU) and x._is_view():
+            x = F.relu(x)  # the caller's tensor (LIIF's layer 1): in place would be a CopySlices
         else:
             x = m(x)
-    return x.float()
+    return (x.float() if low else x).view(*lead, x.shape[-1])

@@ -63,16 +63,16 @@ class LIIFDecoder(Decoder):
     ) -> Tensor:
         """SPEC's LIIF: ``Σ_v w_v · MLP([unfold(F)_v, rel_v, rel_cell])``, the first layer split.
 
-        Layer 1 is finished on the gathered rows with one ``addmm`` (the ``rel`` columns) and an
-        in-place add (cell columns and bias): no ``(N, 256)`` temporaries beside its output, whose
-        gradient flows to the rows unchanged.
+        Layer 1 is finished on the gathered rows with one ``addmm`` (the ``rel`` columns) and one
+        add (cell columns and bias), whose gradient flows to the rows unchanged.
         """
         w_rel, w_cell, bias = self._first_layer_columns()
         nb = neighbours(state, coord)
         rows = gather_rows(state.table, nb.index)  # (B, Q, 4, 256): the features' share of layer 1
         width = rows.shape[-1]
         x = torch.addmm(rows.view(-1, width), nb.rel.reshape(-1, 2), w_rel.t()).view(rows.shape)
-        x = x.add_(F.linear(rel_cell(cell, state.lr_hw), w_cell, bias).unsqueeze(2))
+        # Out of place: an in-place add on this view would make autograd clone its gradient.
+        x = x + F.linear(rel_cell(cell, state.lr_hw), w_cell, bias).unsqueeze(2)
         pred = run_layers(self.imnet.layers[1:], x, mlp_dtype)  # ReLU, then the other layers
         return ensemble_sum(pred, nb.weights)  # (B, Q, 3)
 
