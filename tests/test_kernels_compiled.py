@@ -254,7 +254,7 @@ def test_compiled_sees_weight_changes_and_stays_out_of_the_model_data(
 @needs_compile
 @pytest.mark.skipif(
     not native_bf16(CPU),
-    reason="this CPU has no native bfloat16 (AVX512-BF16/AMX): bf16 is emulated, ~90x slower",
+    reason="this CPU has no native bfloat16 (AVX512-BF16/AMX): bf16 is emulated, ~13x slower",
 )
 @pytest.mark.parametrize("kind", ["lte", "liif"])
 def test_compiled_bfloat16_within_the_fast_kernels_tolerance(kind: str) -> None:

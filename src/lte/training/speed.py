@@ -72,5 +72,5 @@ def bf16_warning(precision: str, device: torch.device) -> str | None:
     what = "CPU has no AVX512-BF16 or AMX" if device.type == "cpu" else f"{device} has no bf16"
     return (
         f"trainer.precision={precision}: this {what}, so bf16 matmuls and convolutions run in a "
-        "slow fallback (~90x slower than float32 on an AVX2 CPU); use trainer.precision=32-true here"
+        "slow fallback (about 13x slower than float32 on an AVX2 CPU); use trainer.precision=32-true here"
     )
