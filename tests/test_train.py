@@ -19,7 +19,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from cli import run_in_process, run_module
+from cli import SMALL_TRAIN, run_in_process, run_module
 from lte.errors import UserError
 from lte.training import AtomicCheckpointIO, capture_rng_state, restore_rng_state, side_by_side
 from lte.training.checks import check_batch, device_count
@@ -30,23 +30,7 @@ from lte.training.wandb_run import read_run_id, resolve_run_id, wandb_mode, writ
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "src" / "lte" / "conf"
 
-# The real config, shrunk to seconds on a CPU: 9 photos / batch 4 = 2 steps an epoch.
-SMALL = [
-    "data=sample",
-    "encoder=edsr_tiny",
-    "data.inp_size=16",
-    "data.sample_q=64",
-    "data.batch_size=4",
-    "data.repeat=1",
-    "data.val_inp_size=8",
-    "trainer=cpu",
-    "trainer.max_epochs=1",
-    "trainer.limit_val_batches=1",
-    "trainer.num_sanity_val_steps=0",
-    "trainer.log_every_n_steps=1",
-    "trainer.enable_progress_bar=false",
-    "module.val_chunk=100",
-]
+SMALL = SMALL_TRAIN
 
 
 def run_train(

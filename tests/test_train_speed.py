@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from cli import run_module
+from cli import SMALL_TRAIN, run_module
 from lte import geometry
 from lte.checkpoint import load_checkpoint
 from lte.errors import UserError
@@ -195,25 +195,7 @@ def test_compile_unavailable_names_the_missing_compiler(monkeypatch: pytest.Monk
     assert reason is not None and "'/nonexistent/c++'" in reason and "$CXX" in reason
 
 
-# The real config, shrunk: 9 photos / batch 4 = 2 steps an epoch, no validation batches beyond one.
-SMALL = [
-    "data=sample",
-    "encoder=edsr_tiny",
-    "data.inp_size=16",
-    "data.sample_q=64",
-    "data.batch_size=4",
-    "data.repeat=1",
-    "data.val_inp_size=8",
-    "trainer=cpu",
-    "trainer.max_epochs=1",
-    "trainer.limit_val_batches=1",
-    "trainer.num_sanity_val_steps=0",
-    "trainer.log_every_n_steps=1",
-    "trainer.enable_progress_bar=false",
-    "module.val_chunk=100",
-    "logger=csv",
-    "print_config=false",
-]
+SMALL = [*SMALL_TRAIN, "logger=csv", "print_config=false"]
 
 
 def train(run_dir: Path, *overrides: str) -> str:
