@@ -203,7 +203,7 @@ def backend_kernel(backend: str, eager_kernel: str) -> str:
     """The decoder kernel a backend row uses (``compile`` falls back like ``kernel_for_backend``)."""
     if backend == "eager":
         return eager_kernel
-    from lte.models.decoders.compiled import compile_unavailable
+    from lte.devices import compile_unavailable
 
     reason = compile_unavailable("cpu")
     if reason is not None:

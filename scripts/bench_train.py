@@ -39,12 +39,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from lte import geometry
 from lte.data.datamodule import SRDataModule
-from lte.devices import native_bf16
+from lte.devices import compile_unavailable, native_bf16
 from lte.models.build import build_model
 from lte.models.decoders import DecoderState
 from lte.models.decoders.ensemble import ensemble_sum, neighbours, rel_cell
 from lte.training import SRLitModule
-from lte.training.speed import compile_unavailable
 
 
 class FixedBatches(Dataset):

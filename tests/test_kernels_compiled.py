@@ -26,13 +26,12 @@ from literal import LITERAL
 from lte.checkpoint import save_lte
 from lte.cli.upscale import main as upscale_main
 from lte.data.images import load_rgb, normalize, to_tensor
-from lte.devices import native_bf16, native_fp16, slow_lowp_warning
+from lte.devices import compile_unavailable, native_bf16, native_fp16, slow_lowp_warning
 from lte.errors import UserError
 from lte.inference import BACKENDS, batched_query, kernel_for_backend, predict
 from lte.models import SRModel, build_model
 from lte.models.decoders import BLOCK, KERNELS, LIIFDecoder, LTEDecoder
 from lte.models.decoders.base import COMPILED_CACHE_ATTR
-from lte.models.decoders.compiled import compile_unavailable
 from lte.testsets import FolderSet
 
 CPU = torch.device("cpu")

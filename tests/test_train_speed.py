@@ -18,12 +18,13 @@ from hydra import compose, initialize_config_dir
 from cli import SMALL_TRAIN, run_module
 from lte import geometry
 from lte.checkpoint import load_checkpoint
+from lte.devices import compile_unavailable
 from lte.errors import UserError
 from lte.models.build import build_model
 from lte.models.decoders.ensemble import ensemble_sum, gather_rows, neighbours, rel_cell
 from lte.models.decoders.lte import FourierFeatures
 from lte.training.checks import check_config
-from lte.training.speed import bf16_warning, compile_unavailable
+from lte.training.speed import bf16_warning
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "src" / "lte" / "conf"

@@ -9,6 +9,12 @@ the valid choices.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import os
+import shutil
+import sys
+
 import torch
 
 from lte.errors import UserError
@@ -127,3 +133,61 @@ def slow_lowp_warning(device: torch.device | str, dtype: torch.dtype | None) -> 
         f"emulated and much slower than float32 here, so float32 is the faster choice; "
         f"computing in {name} as asked"
     )
+
+
+# --- torch.compile -------------------------------------------------------------------------------
+
+
+@functools.cache
+def _inductor_cpu_compiler_problem() -> str | None:
+    """Why inductor finds no C++ compiler for CPU kernels, or ``None`` (inductor's own lookup)."""
+    try:
+        from torch._inductor import cpp_builder
+
+        compiler = cpp_builder.get_cpp_compiler()
+    except Exception as exc:  # inductor raises its own types when no compiler is found
+        return (
+            f"no C++ compiler found for torch.compile's CPU backend ({exc}); install g++ or clang"
+        )
+    if not compiler or shutil.which(compiler) is None:
+        return f"no C++ compiler found for torch.compile's CPU backend ('{compiler}'); install g++"
+    return None
+
+
+def compile_unavailable(device: torch.device | str) -> str | None:
+    """Why ``torch.compile`` cannot build kernels for ``device`` here, or ``None`` when it can.
+
+    The one answer for every compiled path (``--backend compile``, ``eval.backend=compile``,
+    ``model.compile=true``), so each can fall back with the same one-line reason. Checked:
+    ``torch.compile`` and inductor exist in this torch, Dynamo supports this Python and platform,
+    and the device's code generator is present: a C++ compiler on CPU (``$CXX`` when set, else
+    inductor's own search), Triton on CUDA. Other device types are not compiled for.
+    """
+    device = torch.device(device)
+    if not hasattr(torch, "compile"):
+        return f"torch {torch.__version__} has no torch.compile (needs torch >= 2.0)"
+    try:
+        dynamo = importlib.import_module("torch._dynamo")
+        importlib.import_module("torch._inductor")
+    except Exception as exc:  # a stripped or broken build
+        return f"torch {torch.__version__} cannot import its compiler (inductor): {exc}"
+    if not dynamo.is_dynamo_supported():
+        return (
+            f"torch.compile does not support Python {sys.version.split()[0]} "
+            f"in torch {torch.__version__}"
+        )
+    if device.type == "cpu":
+        cxx = os.environ.get("CXX")
+        if cxx and shutil.which(cxx) is None:
+            return (
+                f"no C++ compiler: '{cxx}' (set by $CXX) is not on PATH, which torch.compile "
+                "needs on the CPU; install it or unset $CXX"
+            )
+        return _inductor_cpu_compiler_problem()
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        return (
+            None if has_triton() else "torch.compile needs Triton for CUDA kernels (not installed)"
+        )
+    return f"torch.compile is used here on CPU and CUDA, not '{device.type}'"

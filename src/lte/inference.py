@@ -30,10 +30,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lte.devices import compile_unavailable
 from lte.errors import UserError
 from lte.geometry import make_cell, make_coord_1d, nearest_code_index
 from lte.models.decoders import DecoderState, Kernel
-from lte.models.decoders.compiled import compile_unavailable
 from lte.models.sr import SRModel
 
 log = logging.getLogger(__name__)

@@ -116,7 +116,7 @@ class SRLitModule(L.LightningModule):
         if not self.compile_net or self._compile_done:
             return
         self._compile_done = True
-        from lte.training.speed import compile_unavailable
+        from lte.devices import compile_unavailable
 
         device = self.trainer.strategy.root_device if self._trainer is not None else self.device
         reason = compile_unavailable(device)

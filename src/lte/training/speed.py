@@ -7,9 +7,6 @@ is torch's own switch, and ``trainer.precision=bf16-mixed`` is Lightning's autoc
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
 from typing import Any
 
 import torch
@@ -36,33 +33,6 @@ def check_compile_flag(value: Any) -> bool:
     if not isinstance(value, bool):
         raise UserError(f"model.compile={value} must be true or false")
     return value
-
-
-def compile_unavailable(device: torch.device) -> str | None:
-    """Why ``torch.compile`` cannot train on ``device`` here, or None when it can.
-
-    Inductor builds C++ kernels on the CPU (the compiler in ``$CXX``, else ``g++``; ``clang++`` on
-    macOS) and Triton kernels on CUDA; Dynamo itself does not run on every Python version.
-    """
-    try:
-        from torch._dynamo import is_dynamo_supported
-
-        if not is_dynamo_supported():
-            return f"torch.compile does not support Python {sys.version.split()[0]} in torch {torch.__version__}"
-    except ImportError:
-        return f"torch {torch.__version__} has no torch.compile"
-    if device.type == "cpu":
-        cxx = os.environ.get("CXX") or ("clang++" if sys.platform == "darwin" else "g++")
-        if shutil.which(cxx) is None:
-            return f"no C++ compiler ('{cxx}', set by $CXX) on PATH, which torch.compile needs on the CPU"
-    elif device.type == "cuda":
-        from torch.utils._triton import has_triton
-
-        if not has_triton():
-            return "Triton is not installed, which torch.compile needs on CUDA"
-    else:
-        return f"torch.compile is not used for training on '{device.type}' devices"
-    return None
 
 
 def bf16_warning(precision: str, device: torch.device) -> str | None:

@@ -147,7 +147,7 @@ class Decoder(nn.Module):
     @property
     def has_compiled_kernel(self) -> bool:
         """Whether the family overrides :meth:`compiled` (whether compiling works here is
-        :func:`lte.models.decoders.compiled.compile_unavailable`'s question)."""
+        :func:`lte.devices.compile_unavailable`'s question)."""
         return type(self).compiled is not Decoder.compiled
 
     def __getstate__(self) -> dict[str, Any]:
@@ -198,7 +198,7 @@ class Decoder(nn.Module):
                 "or train with kernel='exact'"
             )
         if kernel == "compiled":
-            from lte.models.decoders.compiled import compile_unavailable
+            from lte.devices import compile_unavailable
 
             reason = compile_unavailable(state.table.device)
             if reason is not None:

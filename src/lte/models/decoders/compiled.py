@@ -22,10 +22,7 @@ descriptions or pickles.
 
 from __future__ import annotations
 
-import functools
-import importlib
 import math
-import shutil
 from collections.abc import Callable, Sequence
 
 import torch
@@ -39,49 +36,6 @@ from lte.models.decoders.ensemble import BLOCK, Neighbours
 #: its gathered rows ``(4·BLOCK, D)``, offsets ``(4·BLOCK, 1)`` each, cell term ``(BLOCK, 1, K)``,
 #: ensemble weights ``(BLOCK, 4)``, family tensors ``extra`` and MLP layers ``[(W^T, b), ...]``.
 BlockFn = Callable[..., Tensor]
-
-
-@functools.cache
-def _cpu_compiler_problem() -> str | None:
-    """Why inductor cannot build CPU kernels here (no C++ compiler), or ``None``."""
-    try:
-        from torch._inductor import cpp_builder
-
-        compiler = cpp_builder.get_cpp_compiler()
-    except Exception as exc:  # inductor raises its own types when no compiler is found
-        return (
-            f"no C++ compiler found for torch.compile's CPU backend ({exc}); install g++ or clang"
-        )
-    if not compiler or shutil.which(compiler) is None:
-        return f"no C++ compiler found for torch.compile's CPU backend ('{compiler}'); install g++"
-    return None
-
-
-def compile_unavailable(device: torch.device | str) -> str | None:
-    """Why ``torch.compile`` cannot build the compiled kernel on ``device`` here, or ``None`` if it can.
-
-    Checked: ``torch.compile`` and inductor exist in this torch, dynamo supports this Python and
-    platform, and the device's code generator is present (a C++ compiler for CPU, Triton for CUDA).
-    """
-    device = torch.device(device)
-    if not hasattr(torch, "compile"):
-        return f"torch {torch.__version__} has no torch.compile (needs torch >= 2.0)"
-    try:
-        dynamo = importlib.import_module("torch._dynamo")
-        importlib.import_module("torch._inductor")
-    except Exception as exc:  # a stripped or broken build
-        return f"torch {torch.__version__} cannot import its compiler (inductor): {exc}"
-    if not dynamo.is_dynamo_supported():
-        return f"torch.compile does not support this Python/platform (torch {torch.__version__})"
-    if device.type == "cpu":
-        return _cpu_compiler_problem()
-    if device.type == "cuda":
-        from torch.utils._triton import has_triton
-
-        return (
-            None if has_triton() else "torch.compile needs Triton for CUDA kernels (not installed)"
-        )
-    return f"the compiled kernel is built for CPU and CUDA, not '{device.type}'"
 
 
 def _compiled(
