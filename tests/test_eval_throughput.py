@@ -256,8 +256,8 @@ BAD = [
     ({"workers": 1.5}, "eval.workers=1.5 must be a whole number >= 0"),
     ({"workers": "two"}, "eval.workers=two must be a whole number >= 0"),
     ({"workers": True}, "eval.workers=True must be a whole number >= 0"),
-    ({"backend": "jit"}, "eval.backend=jit is unknown: use eager"),
-    ({"backend": 3}, "eval.backend=3 is unknown: use eager"),
+    ({"backend": "jit"}, "eval.backend='jit' is not a backend: use one of eager, compile"),
+    ({"backend": 3}, "eval.backend=3 is not a backend: use one of eager, compile"),
     ({"profile": "maybe"}, "eval.profile=maybe must be true or false"),
     ({"profile": 1}, "eval.profile=1 must be true or false"),
 ]
@@ -285,6 +285,6 @@ def test_bad_backend_on_the_command_line_exits_2_before_any_work(tmp_path: Path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert lines == [
-        "error: eval.backend=jit is unknown: use eager (the decoder's fast kernel) or compile "
-        "(its torch.compile kernel)"
+        "error: eval.backend='jit' is not a backend: use one of eager, compile (eager: the default "
+        "kernels; compile: torch.compile'd decoder blocks)"
     ]

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from lte.data.images import denormalize, normalize, to_tensor
 from lte.errors import UserError
-from lte.inference import BACKENDS, DEFAULT_CHUNK, kernel_for_backend, predict
+from lte.inference import DEFAULT_CHUNK, check_backend, kernel_for_backend, predict
 from lte.metrics import psnr_protocol, shave_border, ssim_protocol
 from lte.models.decoders import Kernel
 from lte.models.identity import labels
@@ -117,11 +117,7 @@ class EvalSettings:
                 f"eval.workers={workers} must be a whole number >= 0 of processes preparing "
                 "images (0: in the main process) or null (automatic)"
             )
-        if not isinstance(backend, str) or backend not in BACKENDS:
-            raise UserError(
-                f"eval.backend={backend} is unknown: use eager (the decoder's fast kernel) or "
-                "compile (its torch.compile kernel)"
-            )
+        check_backend(backend, "eval.backend=")
         if not isinstance(profile, bool):
             raise UserError(f"eval.profile={profile} must be true or false")
         object.__setattr__(self, "fast", fast)

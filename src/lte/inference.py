@@ -55,6 +55,22 @@ MIN_TILE = 32
 ProgressFn = Callable[[int, int], None]
 
 
+def check_backend(backend: object, option: str = "--backend") -> str:
+    """``backend`` when it is one of :data:`BACKENDS`; checked apart from any model so that
+    ``lte.test`` refuses a wrong ``eval.backend=`` before loading a checkpoint.
+
+    Raises:
+        UserError: one line naming ``option`` and the backends.
+    """
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        sep = "" if option.endswith("=") else " "
+        raise UserError(
+            f"{option}{sep}{backend!r} is not a backend: use one of {', '.join(BACKENDS)} "
+            "(eager: the default kernels; compile: torch.compile'd decoder blocks)"
+        )
+    return backend
+
+
 def kernel_for_backend(model: SRModel, backend: str, *, option: str = "--backend") -> Kernel:
     """The decoder kernel for a user's backend choice: ``eager`` or ``compile`` (:data:`BACKENDS`).
 
@@ -66,12 +82,7 @@ def kernel_for_backend(model: SRModel, backend: str, *, option: str = "--backend
     Raises:
         UserError: ``backend`` is not one of :data:`BACKENDS`.
     """
-    if backend not in BACKENDS:
-        sep = "" if option.endswith("=") else " "
-        raise UserError(
-            f"{option}{sep}{backend!r} is not a backend: use one of {', '.join(BACKENDS)} "
-            "(eager: the default kernels; compile: torch.compile'd decoder blocks)"
-        )
+    check_backend(backend, option)
     if backend == "eager":
         return model.inference_kernel
     if not model.has_compiled_kernel:
