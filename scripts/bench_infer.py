@@ -30,7 +30,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
@@ -79,37 +78,11 @@ def gemm_rate(dtype: torch.dtype, rows: int = 2048, reps: int = 30) -> float:
 
 
 def _literal_run(model, lr, out_hw, chunk: int):
-    """The literal reference, chunked like the papers' test code: features computed once per image.
-
-    Cells are enlarged per axis beyond ``model.scale_max`` exactly as ``predict`` does (SPEC).
-    """
+    """The literal reference, chunked like the papers' test code (``tests/literal.literal_image``)."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from grids import query_grid
-    from literal import LITERAL
-    from lte.geometry import cell_enlargement
+    from literal import literal_image
 
-    name = model.decoder.kind
-    cell_scale = tuple(
-        cell_enlargement(out / inp, model.scale_max)
-        for out, inp in zip(out_hw, lr.shape[-2:], strict=True)
-    )
-    with torch.no_grad():
-        feat = model.encoder(lr)
-        dec = model.decoder
-        if name == "lte":
-            coef, freq = dec.coef(feat), dec.freq(feat)
-            # Per-image maps computed once, as the official gen_feat does; the rest is literal.
-            dec = SimpleNamespace(
-                coef=lambda _: coef, freq=lambda _: freq, phase=dec.phase, imnet=dec.imnet
-            )
-        wrapped = SimpleNamespace(encoder=lambda _: feat, decoder=dec)
-        coord, cell = query_grid(out_hw, lr.shape[0], cell_scale=cell_scale)
-        parts = [
-            LITERAL[name](wrapped, lr, coord[:, i : i + chunk], cell[:, i : i + chunk])
-            for i in range(0, coord.shape[1], chunk)
-        ]
-        rgb = torch.cat(parts, dim=1)
-    return rgb.transpose(1, 2).reshape(lr.shape[0], 3, *out_hw)
+    return literal_image(model, lr, out_hw, chunk)
 
 
 def measure(spec: dict) -> dict:

@@ -29,7 +29,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -38,42 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the literal reference (tests/literal.py, tests/grids.py)
 
 
-def literal_predict(model, inp: torch.Tensor, out_hw: tuple[int, int], chunk: int) -> torch.Tensor:
-    """The official test loop's prediction of one normalised LR: ``(1, 3, H, W)``, normalised.
-
-    The encoder (and LTE's coefficient / frequency maps, as the official ``gen_feat``) runs once on
-    the whole image; the literal decoder answers ``chunk`` queries at a time; cells are enlarged
-    per axis beyond ``model.scale_max`` as SPEC says.
-    """
-    from grids import query_grid
-    from literal import LITERAL
-    from lte.geometry import cell_enlargement
-
-    kind = model.decoder.kind
-    cell_scale = tuple(
-        cell_enlargement(o / i, model.scale_max)
-        for o, i in zip(out_hw, inp.shape[-2:], strict=True)
-    )
-    with torch.no_grad():
-        feat = model.encoder(inp)
-        dec = model.decoder
-        if kind == "lte":
-            coef, freq = dec.coef(feat), dec.freq(feat)
-            dec = SimpleNamespace(
-                coef=lambda _: coef, freq=lambda _: freq, phase=dec.phase, imnet=dec.imnet
-            )
-        wrapped = SimpleNamespace(encoder=lambda _: feat, decoder=dec)
-        coord, cell = query_grid(out_hw, 1, cell_scale=cell_scale)
-        parts = [
-            LITERAL[kind](wrapped, inp, coord[:, i : i + chunk], cell[:, i : i + chunk])
-            for i in range(0, coord.shape[1], chunk)
-        ]
-        rgb = torch.cat(parts, dim=1)
-    return rgb.transpose(1, 2).reshape(1, 3, *out_hw)
-
-
 def literal_loop(model, testset, scales: list[float], chunk: int) -> dict[float, float]:
     """Mean PSNR per scale from the plain loop: pairs -> tensor -> literal prediction -> PSNR."""
+    from literal import literal_image
     from lte.data.images import to_tensor
     from lte.metrics import psnr_protocol
 
@@ -83,7 +49,7 @@ def literal_loop(model, testset, scales: list[float], chunk: int) -> dict[float,
         for pair in testset.pairs(s):
             lr = to_tensor(pair.lr).unsqueeze(0)
             gt = to_tensor(pair.hr).unsqueeze(0)
-            pred = literal_predict(model, (lr - 0.5) / 0.5, pair.hr.shape[:2], chunk)
+            pred = literal_image(model, (lr - 0.5) / 0.5, pair.hr.shape[:2], chunk)
             pred = (pred * 0.5 + 0.5).clamp(0, 1)
             values.append(float(psnr_protocol(pred, gt, s, testset.protocol)[0]))
         out[s] = float(np.mean(values))

@@ -136,3 +136,38 @@ def literal_metasr(model: SRModel, inp: Tensor, coord: Tensor, cell: Tensor) -> 
 
 
 LITERAL = {"lte": literal_lte, "liif": literal_liif, "metasr": literal_metasr}
+
+
+def literal_image(model: SRModel, lr: Tensor, out_hw: tuple[int, int], chunk: int) -> Tensor:
+    """The official test loop over the literal decoders: ``(B, 3, H, W)`` from a normalised LR.
+
+    As the papers' test code does, the encoder (and LTE's coefficient / frequency maps, the official
+    ``gen_feat``) runs once per image and the decoder answers ``chunk`` queries at a time; cells are
+    enlarged per axis beyond ``model.scale_max`` as SPEC says. The benchmarks' baseline.
+    """
+    from types import SimpleNamespace
+
+    from grids import query_grid
+    from lte.geometry import cell_enlargement
+
+    kind = model.decoder.kind
+    cell_scale = tuple(
+        cell_enlargement(out / inp, model.scale_max)
+        for out, inp in zip(out_hw, lr.shape[-2:], strict=True)
+    )
+    with torch.no_grad():
+        feat = model.encoder(lr)
+        dec = model.decoder
+        if kind == "lte":
+            coef, freq = dec.coef(feat), dec.freq(feat)
+            dec = SimpleNamespace(
+                coef=lambda _: coef, freq=lambda _: freq, phase=dec.phase, imnet=dec.imnet
+            )
+        wrapped = SimpleNamespace(encoder=lambda _: feat, decoder=dec)
+        coord, cell = query_grid(out_hw, lr.shape[0], cell_scale=cell_scale)
+        parts = [
+            LITERAL[kind](wrapped, lr, coord[:, i : i + chunk], cell[:, i : i + chunk])
+            for i in range(0, coord.shape[1], chunk)
+        ]
+        rgb = torch.cat(parts, dim=1)
+    return rgb.transpose(1, 2).reshape(lr.shape[0], 3, *out_hw)
