@@ -109,6 +109,12 @@ def test_release_loads_with_every_weight_in_place(tmp_path: Path) -> None:
         if key.startswith("layers.") and key.endswith(".weight"):
             assert expected.shape[2:] == (1, 1)
             expected = expected[:, :, 0, 0]
+        if key.startswith("freq."):  # LTE's channel 2k is the release's k, 2k+1 its K+k
+            half = expected.shape[0] // 2
+            assert torch.equal(value[0::2], expected[:half]), name
+            assert torch.equal(value[1::2], expected[half:]), name
+            used.add(key)
+            continue
         assert torch.equal(value, expected), name
         used.add(key)
     assert set(sd) - used == set(MEAN_SHIFT)  # only the unused mean shift is not in the model
@@ -165,7 +171,8 @@ def literal_lte_plus(
     """SPEC's LTE+ read literally, from the release's tensors: ``(B, 3, H, W)``.
 
     ``coord`` is a ``(B, H, W, 2)`` grid of (y, x) queries, ``cell`` one ``(B, 2)`` row per image;
-    the MLP runs as 1x1 convolutions on ``(B, C, H, W)`` maps; local ensemble with each prediction
+    frequency k is (channel k, channel K+k) of the frequency map (the halves pairing, not LTE's
+    (2k, 2k+1)); the MLP runs as 1x1 convolutions on ``(B, C, H, W)`` maps; local ensemble with each prediction
     weighted by the diagonally opposite area; bilinear residual of the input.
     """
     b, _, h, w = feat.shape
@@ -187,7 +194,8 @@ def literal_lte_plus(
             f = F.grid_sample(freq, look, mode="nearest", align_corners=False)
             c = F.grid_sample(centres, look, mode="nearest", align_corners=False)  # (B, 2, H, W)
             rel = (coord.permute(0, 3, 1, 2) - c) * hw.view(1, 2, 1, 1)
-            theta = f[:, 0::2] * rel[:, :1] + f[:, 1::2] * rel[:, 1:] + phase[:, :, None, None]
+            k = f.shape[1] // 2  # the halves pairing: f_y of frequency k is channel k, f_x is K+k
+            theta = f[:, :k] * rel[:, :1] + f[:, k:] * rel[:, 1:] + phase[:, :, None, None]
             x = a * torch.cat([torch.cos(math.pi * theta), torch.sin(math.pi * theta)], dim=1)
             for i in layers:
                 x = F.conv2d(x, sd[f"layers.{i}.weight"], sd[f"layers.{i}.bias"])
@@ -241,6 +249,106 @@ def test_forward_is_spec_lte_plus_and_equals_lte(tmp_path: Path) -> None:
         torch.testing.assert_close(
             a, literal_lte(model_lte, inp, flat, per_query), rtol=1e-5, atol=1e-5
         )
+
+
+def write_tiny_release(path: Path, hidden: int = 16, num_layer: int = 2, seed: int = 0) -> dict:
+    """A tiny ``lte-fast`` file written by hand in the release's own layout, never through our
+    export: a tiny EDSR's weights, then ``coef``/``freq``/``phase`` and 1x1-conv ``layers.N`` as
+    random tensors in the order the released class holds them."""
+    torch.manual_seed(seed)
+    encoder = tiny_lte(hidden).encoder.state_dict()
+    gen = torch.Generator().manual_seed(seed + 1)
+    c = TINY_ENCODER["n_feats"]
+    shapes = {
+        "coef.weight": (hidden, c, 3, 3),
+        "coef.bias": (hidden,),
+        "freq.weight": (hidden, c, 3, 3),
+        "freq.bias": (hidden,),
+        "phase.weight": (hidden // 2, 2),
+    }
+    for i in range(num_layer):
+        shapes |= {
+            f"layers.{2 * i}.weight": (hidden, hidden, 1, 1),
+            f"layers.{2 * i}.bias": (hidden,),
+        }
+    shapes |= {f"layers.{2 * num_layer}.weight": (3, hidden, 1, 1)}
+    shapes |= {f"layers.{2 * num_layer}.bias": (3,)}
+    sd = {f"encoder.{k}": v.clone() for k, v in encoder.items()}
+    sd |= {k: torch.randn(*shape, generator=gen) * 0.3 for k, shape in shapes.items()}
+    args = {
+        "encoder_spec": {
+            "name": "edsr",
+            "args": {"no_upsampling": True, "n_resblocks": 2, "n_feats": c, "res_scale": 1.0},
+        },
+        "num_layer": num_layer,
+        "hidden_dim": hidden,
+        "out_dim": 3,
+    }
+    torch.save({"model": {"name": "lte-fast", "args": args, "sd": sd}}, path)
+    return sd
+
+
+def grid_queries(b: int, out_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """A ``(B, H, W, 2)`` query grid and one ``(B, 2)`` cell per image (not shared)."""
+    coord = make_coord(out_hw, flatten=False).unsqueeze(0).expand(b, *out_hw, 2).contiguous()
+    cell = torch.tensor([[2 / out_hw[0], 2 / out_hw[1]], [3 / out_hw[0], 5 / out_hw[1]]])[:b]
+    return coord, cell
+
+
+def test_hand_written_release_is_spec_lte_plus(tmp_path: Path) -> None:
+    """A release file laid out as the official class holds it, loaded by us, is SPEC's LTE+ (which
+    pairs frequency k as channels (k, K+k)) within 1e-5; loaded without the reorder it is not."""
+    path = tmp_path / "plus.pth"
+    sd = write_tiny_release(path)
+    model = load_checkpoint(path).model
+    torch.manual_seed(2)
+    inp = torch.rand(2, 3, 9, 7) * 2 - 1
+    out_hw = (23, 18)
+    coord, cell = grid_queries(2, out_hw)
+    flat, one_cell = coord.reshape(2, -1, 2), cell.unsqueeze(1)
+    with torch.no_grad():
+        feat = model.encoder(inp)
+        expected = literal_lte_plus(sd, feat, inp, coord, cell)  # (B, 3, H, W)
+        got = model(inp, flat, one_cell).transpose(1, 2).reshape(2, 3, *out_hw)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+        # The pairing matters: the same file with the frequency channels taken in LTE's order
+        # as stored (the reorder skipped) is another function, far beyond float32 noise.
+        skipped = load_checkpoint(path).model
+        skipped.decoder.freq.weight.copy_(sd["freq.weight"])
+        skipped.decoder.freq.bias.copy_(sd["freq.bias"])
+        wrong = skipped(inp, flat, one_cell).transpose(1, 2).reshape(2, 3, *out_hw)
+        assert (wrong - expected).abs().max() > 1e-2
+
+
+def test_fourier_of_a_release_reads_the_halves_pairing(tmp_path: Path) -> None:
+    """``lte.fourier`` on an LTE+ file shows the frequencies SPEC's LTE+ uses: (f_y, f_x) of
+    frequency k = channels (k, K+k) of the release's frequency map."""
+    path = tmp_path / "plus.pth"
+    sd = write_tiny_release(path, hidden=16)
+    model = load_checkpoint(path).model
+    lr = torch.rand(1, 3, 6, 5) * 2 - 1
+    with torch.no_grad():
+        maps = model.fourier(lr)
+        freq = F.conv2d(model.encoder(lr), sd["freq.weight"], sd["freq.bias"], padding=1)
+        amp = F.conv2d(model.encoder(lr), sd["coef.weight"], sd["coef.bias"], padding=1)
+    k = 8
+    torch.testing.assert_close(maps.freq[:, :, 0], freq[:, :k], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(maps.freq[:, :, 1], freq[:, k:], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(maps.amplitude, amp, rtol=1e-5, atol=1e-6)
+
+
+def test_hand_written_release_round_trip_is_byte_identical(tmp_path: Path) -> None:
+    """lte-fast -> lte checkpoint -> lte-fast gives back every weight bit for bit."""
+    src, mid, dst = tmp_path / "plus.pth", tmp_path / "mid.ckpt", tmp_path / "again.pth"
+    sd = write_tiny_release(src)
+    convert_checkpoint(src, mid)
+    convert_checkpoint(mid, dst, to="lte-fast")
+    back = torch.load(dst, weights_only=True)["model"]["sd"]
+    own = {k: v for k, v in back.items() if "mean" not in k}  # EDSR's recomputed mean shift
+    assert set(own) == set(sd)
+    for key, value in sd.items():
+        assert back[key].dtype == value.dtype and torch.equal(back[key], value), key
 
 
 # --- export -----------------------------------------------------------------------------------------
@@ -466,3 +574,34 @@ def test_train_lte_plus_then_score_it(tmp_path: Path) -> None:
         assert res.returncode == 0, res.stderr[-3000:]
         images.append(load_rgb(out))
     assert images[0].shape[0] > 0 and np.array_equal(images[0], images[1])
+
+
+def test_official_reference_compare_counts_levels(tmp_path: Path) -> None:
+    """scripts/official_reference.py's ``compare`` (the check of lte.upscale against the official
+    forward) reports the largest and mean 8-bit difference; the official code is not needed."""
+    ref = np.full((3, 4, 5), 100 / 255, dtype=np.float32)  # (3, H, W) float RGB, as `forward` saves
+    ours = np.full((4, 5, 3), 100, dtype=np.uint8)
+    ours[0, 0, 0], ours[1, 1, 1] = 101, 97
+    np.save(tmp_path / "ref.npy", ref)
+    save_rgb(ours, tmp_path / "ours.png")
+    script = ROOT / "scripts" / "official_reference.py"
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "compare",
+            str(tmp_path / "ref.npy"),
+            str(tmp_path / "ours.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "max 3 levels, mean 0.0667, 1.67% of values off by more than one level" in res.stdout
+    res = subprocess.run(
+        [sys.executable, str(script), "make", str(tmp_path / "x.pth")],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 2 and "needs --official DIR" in res.stderr

@@ -1,3 +1,3 @@
 """lte: arbitrary-scale image super-resolution with LTE, LIIF and Meta-SR (PyTorch Lightning + Hydra)."""
 
-__version__ = "0.1.0"
+__version__ = "0.1.1"

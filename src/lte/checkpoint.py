@@ -447,11 +447,38 @@ def _lte_fast_decoder(args: Mapping[str, Any]) -> dict[str, Any]:
     return {"kind": "lte", "hidden_dim": hidden, "mlp_hidden": [hidden] * layers}
 
 
-def _from_lte_fast_keys(sd: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """``lte-fast`` weights in the ``lte`` release's names: ``layers.N`` -> ``imnet.layers.N``.
+#: The frequency convolution, whose output channels ``lte-fast`` pairs differently from LTE.
+_LTE_FAST_FREQ = ("freq.weight", "freq.bias")
 
-    A 1x1 convolution over channels is a Linear layer: weights ``(out, in, 1, 1)`` become
-    ``(out, in)``. Any other shape is passed on unchanged, so the shape check names it.
+
+def _freq_to_lte(value: Any) -> Any:
+    """``lte-fast``'s frequency channels in LTE's order: LTE ``2k`` <- ``k``, ``2k+1`` <- ``K+k``.
+
+    LTE reads frequency k from channels (2k, 2k+1) as its (y, x) components; the released LTE+
+    splits the map into halves instead (y from channel k, x from K+k; SPEC.md "LTE+"). Loading
+    without this reorder gives a different function (up to 7 levels off the official forward).
+    Anything that is not a tensor with an even, non-empty first axis is passed on unchanged for
+    the type and shape checks to name.
+    """
+    if not isinstance(value, torch.Tensor) or value.dim() == 0 or value.shape[0] % 2:
+        return value
+    half = value.shape[0] // 2
+    # (2, K, ...) -> (K, 2, ...): y_k and x_k become neighbours.
+    return torch.stack([value[:half], value[half:]], dim=1).flatten(0, 1).contiguous()
+
+
+def _freq_to_lte_fast(value: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`_freq_to_lte`: all y components (channels ``2k``), then all x (``2k+1``)."""
+    return torch.cat([value[0::2], value[1::2]]).contiguous()
+
+
+def _from_lte_fast_keys(sd: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``lte-fast`` weights in the ``lte`` release's names and order.
+
+    - ``layers.N`` -> ``imnet.layers.N``: a 1x1 convolution over channels is a Linear layer, so
+      weights ``(out, in, 1, 1)`` become ``(out, in)``. Any other shape is passed on unchanged,
+      so the shape check names it.
+    - ``freq.*``: output channels reordered from the halves pairing to LTE's (:func:`_freq_to_lte`).
     """
     stray = [k for k in sd if isinstance(k, str) and k.startswith("imnet.")]
     if stray:
@@ -465,6 +492,8 @@ def _from_lte_fast_keys(sd: Mapping[str, Any], where: str) -> dict[str, Any]:
             if isinstance(value, torch.Tensor) and value.dim() == 4 and value.shape[2:] == (1, 1):
                 value = value.flatten(1)
             key = f"imnet.{key}"
+        elif key in _LTE_FAST_FREQ:
+            value = _freq_to_lte(value)
         out[key] = value
     return out
 
@@ -492,13 +521,16 @@ def _lte_fast_args(decoder: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _to_lte_fast_keys(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Inverse of :func:`_from_lte_fast_keys`: ``imnet.layers.N`` -> ``layers.N``, (out, in, 1, 1)."""
+    """Inverse of :func:`_from_lte_fast_keys`: ``imnet.layers.N`` -> ``layers.N``, (out, in, 1, 1),
+    and the frequency channels back in the halves pairing."""
     out = {}
     for key, value in sd.items():
         if key.startswith("imnet.layers."):
             key = key.removeprefix("imnet.")
             if value.dim() == 2:
                 value = value.reshape(*value.shape, 1, 1)
+        elif key in _LTE_FAST_FREQ:
+            value = _freq_to_lte_fast(value)
         out[key] = value
     return out
 
