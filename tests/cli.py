@@ -189,3 +189,25 @@ SMALL_TRAIN = [
     "trainer.enable_progress_bar=false",
     "module.val_chunk=100",
 ]
+
+
+def file_state(path: Path) -> tuple[object, ...]:
+    """What a user would notice changed about ``path``: whether it exists, a link and its target,
+    the mode bits, and for a regular file its bytes. Compare before and after a refused command."""
+    if not os.path.lexists(path):
+        return ("missing",)
+    st = os.lstat(path)
+    link = os.readlink(path) if os.path.islink(path) else None
+    content = Path(path).read_bytes() if os.path.isfile(path) and not link else None
+    return ("present", link, st.st_mode, content)
+
+
+def snapshot(*paths: Path) -> dict[str, tuple[object, ...]]:
+    """:func:`file_state` of every path, and of every entry of the folders among them."""
+    out = {}
+    for path in paths:
+        out[str(path)] = file_state(path)
+        if os.path.isdir(path) and not os.path.islink(path):
+            for entry in sorted(Path(path).rglob("*")):
+                out[str(entry)] = file_state(entry)
+    return out

@@ -21,10 +21,39 @@ R = TypeVar("R")
 
 #: Exit status for bad input, as argparse uses.
 EXIT_USAGE = 2
+#: Exit status after Ctrl-C, as shells report a process ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
 
 
 class UserError(Exception):
     """A problem with the user's input (file, option or value), reported as one line."""
+
+
+class Interrupted(Exception):  # noqa: N818 (a stop the user asked for, not an error)
+    """The user stopped the command (Ctrl-C, SIGTERM); the message says what was kept.
+
+    An entry point prints ``interrupted: <message>`` and exits :data:`EXIT_INTERRUPTED`. Raise it
+    where there is something to say (a checkpoint saved, records already in the results file);
+    a bare ``KeyboardInterrupt`` gets a generic line.
+    """
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every non-printable character escaped as ``repr`` does (``\\n``, ``\\x1b``).
+
+    A file name may hold a newline or a terminal escape; printed raw it could split a one-line
+    error in two (the second a fake ``error:``) or recolour the terminal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
+def quote(name: object) -> str:
+    """``'name'`` for a message: a path or value in quotes, non-printable characters escaped."""
+    return f"'{escape_controls(str(name))}'"
 
 
 def _first_line(err: BaseException) -> str:
@@ -70,17 +99,25 @@ def exit_on_user_error(fn: Callable[P, R]) -> Callable[P, R]:
 
     That covers :class:`UserError` however deeply Hydra or Lightning wrapped it, and OmegaConf's
     config errors (see :func:`as_user_error`); anything else propagates with its traceback.
+    Ctrl-C (``KeyboardInterrupt``) and :class:`Interrupted` become ``interrupted: ...`` and exit
+    130. Whatever the message holds, it is printed on one line (:func:`escape_controls`).
     """
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            print("interrupted: stopped by Ctrl-C before it finished", file=sys.stderr)
+            raise SystemExit(EXIT_INTERRUPTED) from None
+        except Interrupted as err:
+            print(f"interrupted: {escape_controls(str(err))}", file=sys.stderr)
+            raise SystemExit(EXIT_INTERRUPTED) from None
         except Exception as err:
             user = as_user_error(err)
             if user is None:
                 raise
-            print(f"error: {user}", file=sys.stderr)
+            print(f"error: {escape_controls(str(user))}", file=sys.stderr)
             raise SystemExit(EXIT_USAGE) from None
 
     return wrapper
