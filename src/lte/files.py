@@ -18,12 +18,13 @@ given as an input is a one-line error instead of a command that waits forever.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from lte.atomic import check_writable, file_kind, read_only_reason, write_target
+from lte.atomic import check_writable, file_kind, read_only_reason, write_error, write_target
 from lte.errors import UserError, quote
 
 
@@ -47,9 +48,9 @@ def check_input(
     """
     try:
         st = os.stat(path)
-    except FileNotFoundError:
-        raise UserError(f"{label(what, path)} does not exist: {missing}") from None
     except OSError as err:
+        if err.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):  # no such file can exist
+            raise UserError(f"{label(what, path)} does not exist: {missing}") from None
         raise UserError(f"cannot read {label(what, path)}: {err.strerror or err}") from None
     if stat.S_ISDIR(st.st_mode):
         raise UserError(f"{label(what, path)} is a folder, not a file: give a file inside it")
@@ -94,8 +95,8 @@ def check_output(
         st = os.stat(target)
     except FileNotFoundError:
         st = None
-    except OSError as err:
-        raise UserError(f"cannot write {shown}: {err.strerror or err}") from None
+    except OSError as err:  # a name too long, a file where a folder should be, ...
+        raise write_error(err, p) or UserError(f"cannot write {shown}: {err.strerror}") from None
     if st is None and linked and not overwrite:
         how = "pass --overwrite to create that file" if overwrite is not None else "remove the link"
         raise UserError(
@@ -137,8 +138,9 @@ def _nearest_folder(folder: Path, shown: str) -> Path:
     except OSError:
         mode = 0
     if not stat.S_ISDIR(mode):
-        kind = file_kind(mode) if mode else "a broken link"
-        if stat.S_ISREG(mode):
-            kind = "a file"
-        raise UserError(f"{shown}: {quote(ancestor)} is {kind}, not a folder: choose another place")
+        kind = "a file" if stat.S_ISREG(mode) else file_kind(mode)
+        raise UserError(
+            f"{shown}: {quote(ancestor)} is {kind if mode else 'a symbolic link to nothing'}, not a "
+            "folder: choose another place"
+        )
     return ancestor

@@ -80,7 +80,7 @@ def check_output(image: str, out: str, overwrite: bool) -> str:
         raise UserError(
             f"--out {quote(dst)} must end in {', '.join(FORMATS)} (the figure's format)"
         )
-    same = src.resolve() == dst.resolve()
+    same = os.path.realpath(src) == os.path.realpath(dst)  # a link loop is not a crash here
     if not same and src.exists() and dst.exists():
         same = os.path.samefile(src, dst)
     if same:

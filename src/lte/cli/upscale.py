@@ -199,7 +199,7 @@ def check_output(
     length and writability, so that no computation is wasted (:func:`lte.files.check_output`).
     """
     src, dst = Path(input_path), Path(output_path)
-    same = src.resolve() == dst.resolve()
+    same = os.path.realpath(src) == os.path.realpath(dst)  # a link loop is not a crash here
     if not same and os.path.exists(src) and os.path.exists(dst):
         try:
             same = os.path.samefile(src, dst)
