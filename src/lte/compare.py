@@ -139,7 +139,9 @@ def markdown_tables(records: Sequence[dict[str, Any]], baseline: str | None = No
     """
     methods = _methods_in_order(records)
     if baseline is not None and baseline not in methods:
-        raise UserError(f"--baseline '{baseline}' is not a method here: choose one of {methods}")
+        raise UserError(
+            f"--baseline {quote(baseline)} is not a method here: choose one of {methods}"
+        )
     grid = build_grid(records)
     names = _column_names(records)
     fixed = {r["method"]: n for r in records if (n := native_scale(r)) is not None}
