@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     run([*test, "baseline=bicubic", f"hydra.run.dir={out / 'test_bicubic'}"])
     compare_dir = out / "compare"
     compare_cmd = [sys.executable, "-m", "lte.compare", str(results), "--out", str(compare_dir)]
-    run([*compare_cmd, "--baseline", "bicubic", "--wandb"])
+    # --overwrite: the demo's own comparison, drawn again after a --resume.
+    run([*compare_cmd, "--baseline", "bicubic", "--wandb", "--overwrite"])
     print_table(results, t_train / 60)
 
     example = out / "chelsea_x2.png"

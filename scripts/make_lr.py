@@ -17,12 +17,14 @@ For ``data=paired`` (the fixed-scale baselines' recipe, like DIV2K's shipped LR 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from lte.data.images import load_rgb, save_rgb
 from lte.data.layouts import format_scale, list_images
 from lte.data.resize import lr_size, make_lr
-from lte.errors import UserError, exit_on_user_error
+from lte.errors import UserError, exit_on_user_error, quote
+from lte.files import check_output
 
 
 def parse_scales(text: str) -> list[float]:
@@ -45,20 +47,21 @@ def make_lr_folder(
     are refused up front, before anything is written, unless ``overwrite``.
     """
     files = list_images(hr_dir)
-    if not overwrite:
-        existing = [
-            out_dir / f"X{format_scale(s)}" / f"{f.stem}x{format_scale(s)}.png"
-            for s in scales
-            for f in files
-        ]
-        existing = [p for p in existing if p.exists()]
-        if existing:
-            more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-            verb = "exist" if more else "exists"
-            raise UserError(
-                f"'{existing[0]}'{more} already {verb}: pass --overwrite to replace them, or "
-                "choose another --out"
-            )
+    planned = [
+        out_dir / f"X{format_scale(s)}" / f"{f.stem}x{format_scale(s)}.png"
+        for s in scales
+        for f in files
+    ]
+    existing = [p for p in planned if os.path.lexists(p)]  # a dangling link counts too
+    if existing and not overwrite:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        verb = "exist" if more else "exists"
+        raise UserError(
+            f"{quote(existing[0])}{more} already {verb}: pass --overwrite to replace them, or "
+            "choose another --out"
+        )
+    for p in existing:  # a folder, FIFO or read-only file is never replaced, even with --overwrite
+        check_output(p, what="", overwrite=True)
     written = 0
     for s in scales:
         (out_dir / f"X{format_scale(s)}").mkdir(parents=True, exist_ok=True)

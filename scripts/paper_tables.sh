@@ -72,7 +72,7 @@ made=()
 if [[ -d "$data/DIV2K_valid_HR" ]]; then
   echo "### Table 1: DIV2K validation"
   run_test "$out/table1.json" "[2,3,4,6,12,18,24,30]" testset=div2k
-  "$py" -m lte.compare "$out/table1.json" --out "$out/table1" --published
+  "$py" -m lte.compare "$out/table1.json" --out "$out/table1" --published --overwrite
   made+=("$out/table1/comparison.md")
 else
   echo "skip Table 1: '$data/DIV2K_valid_HR' not found (run scripts/download_div2k.sh)"
@@ -91,7 +91,7 @@ if ((${#sets[@]})); then
   echo "### Table 2: ${sets[*]}"
   list=$(IFS=,; echo "${sets[*]}")
   run_test "$out/table2.json" "[2,3,4,6,8,12]" "testsets=[$list]"
-  "$py" -m lte.compare "$out/table2.json" --out "$out/table2" --published
+  "$py" -m lte.compare "$out/table2.json" --out "$out/table2" --published --overwrite
   made+=("$out/table2/comparison.md")
 fi
 

@@ -78,22 +78,22 @@ ROWS: list[tuple[str, list[str], str]] = [
     (
         "results folder missing",
         ["ckpt={d}/tiny.ckpt", "testset=sample", "results_file={d}/nodir/r.json"],
-        "results_file={d}/nodir/r.json: folder",
+        "results_file='{d}/nodir/r.json': folder",
     ),
     (
         "results not json suffix",
         ["ckpt={d}/tiny.ckpt", "testset=sample", "results_file={d}/r.csv"],
-        "results_file={d}/r.csv must end in .json",
+        "results_file='{d}/r.csv' must end in .json",
     ),
     (
         "results file corrupt",
         ["ckpt={d}/tiny.ckpt", "testset=sample", "results_file={d}/corrupt.json"],
-        "results_file={d}/corrupt.json is not valid JSON",
+        "results_file='{d}/corrupt.json' is not valid JSON",
     ),
     (
         "results file of another schema",
         ["ckpt={d}/tiny.ckpt", "testset=sample", "results_file={d}/other.json"],
-        "results_file={d}/other.json record 0: result lacks",
+        "results_file='{d}/other.json' record 0: result lacks",
     ),
     (
         "results file is a folder",

@@ -130,9 +130,10 @@ def test_main_prints_the_table_and_fails_cleanly(
     main([str(two_files[0]), str(two_files[1]), "--out", str(tmp_path / "m")])
     assert "rdn-lte" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:
-        main([str(tmp_path / "missing.json"), "--out", str(tmp_path / "m")])
+        main([str(tmp_path / "missing.json"), "--out", str(tmp_path / "m2")])
     assert exc.value.code == 2
     assert "missing.json" in capsys.readouterr().err
+    assert not (tmp_path / "m2").exists()  # nothing is created before every input is read
 
 
 @pytest.mark.slow

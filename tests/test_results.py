@@ -118,7 +118,7 @@ def test_check_results_file_refuses_a_read_only_folder(tmp_path: Path) -> None:
     ro.mkdir()
     ro.chmod(0o555)
     try:
-        with pytest.raises(UserError, match="not writable"):
+        with pytest.raises(UserError, match="permission denied"):
             check_results_file(ro / "r.json")
     finally:
         ro.chmod(0o755)

@@ -30,6 +30,7 @@ import torch
 
 from lte.atomic import atomic_path
 from lte.errors import UserError
+from lte.files import check_input, check_output
 from lte.models.identity import NAMED_ENCODERS, labels
 from lte.models.spec import (
     DecoderSpec,
@@ -96,6 +97,7 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
         raise UserError(f"checkpoint '{path}' does not exist: check --ckpt / ckpt=")
     if path.is_dir():
         raise UserError(f"checkpoint '{path}' is a folder: give the .pth or .ckpt file inside it")
+    check_input(path, "checkpoint")  # a FIFO or a device: refused before torch.load would block
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -740,8 +742,9 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
 
 
 def _refuse_overwrite(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise UserError(f"'{path}' already exists: choose a new file name or remove it first")
+    """Before any work: an existing file (or dangling link) is kept unless ``overwrite``; a folder,
+    FIFO or read-only file never is; a missing folder is made later by :func:`atomic_save`."""
+    check_output(path, what="", overwrite=True if overwrite else None, make_folder=True)
 
 
 def _official_encoder_spec(encoder: Mapping[str, Any]) -> dict[str, Any]:

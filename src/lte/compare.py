@@ -12,6 +12,11 @@ file stem is appended so neither hides the other. Published numbers (:mod:`lte.p
 labelled ``... (paper)``. Writes ``comparison.md`` (one table per test set, best PSNR per column in
 bold, deltas against ``--baseline``), ``comparison.png`` (PSNR against scale, one line per method,
 one panel per test set) and ``comparison.csv`` (the merged records with their method labels).
+
+Nothing is written until everything is known to work: the three outputs are checked first (an
+existing one is replaced only with ``--overwrite``; see :mod:`lte.files`), then every results file
+is read and validated (:func:`lte.results.read_results`: finite, plausible numbers), then the
+baseline is looked up; only then is ``--out`` created.
 """
 
 from __future__ import annotations
@@ -21,13 +26,15 @@ import math
 import os
 import re
 import shutil
+import stat
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lte.atomic import atomic_path, atomic_write_text
-from lte.errors import UserError
+from lte.atomic import atomic_path, atomic_write_text, file_kind, write_error
+from lte.errors import UserError, quote
+from lte.files import check_output
 from lte.published import PUBLISHED_CKPT, UNCHECKED, published_records
 from lte.results import RESULT_KEYS, format_scale, read_results, results_csv
 
@@ -132,7 +139,9 @@ def markdown_tables(records: Sequence[dict[str, Any]], baseline: str | None = No
     """
     methods = _methods_in_order(records)
     if baseline is not None and baseline not in methods:
-        raise UserError(f"--baseline '{baseline}' is not a method here: choose one of {methods}")
+        raise UserError(
+            f"--baseline {quote(baseline)} is not a method here: choose one of {methods}"
+        )
     grid = build_grid(records)
     names = _column_names(records)
     fixed = {r["method"]: n for r in records if (n := native_scale(r)) is not None}
@@ -252,6 +261,36 @@ def gather(
     return label_records(records)
 
 
+#: The files :func:`compare` writes into ``--out``, by kind.
+OUTPUTS = {"markdown": "comparison.md", "plot": "comparison.png", "csv": "comparison.csv"}
+
+
+def check_outputs(out: str | os.PathLike[str], *, overwrite: bool = False) -> dict[str, Path]:
+    """The paths :func:`compare` will write, each checked now (:func:`lte.files.check_output`).
+
+    ``out`` is a folder, or will be made under the nearest existing one; an existing output is
+    replaced only with ``overwrite``.
+
+    Raises:
+        UserError: ``out`` is not a folder, or an output may not be written.
+    """
+    out_dir = Path(out)
+    if os.path.lexists(out_dir) and not out_dir.is_dir():
+        try:
+            mode = os.stat(out_dir).st_mode
+            kind = "a file" if stat.S_ISREG(mode) else file_kind(mode)
+        except OSError:
+            kind = "a symbolic link to nothing"
+        raise UserError(
+            f"--out {quote(out_dir)} is {kind}, not a folder: give a folder for "
+            f"{', '.join(OUTPUTS.values())}"
+        )
+    paths = {kind: out_dir / name for kind, name in OUTPUTS.items()}
+    for path in paths.values():
+        check_output(path, what="output", overwrite=overwrite, make_folder=True)
+    return paths
+
+
 def compare(
     results: Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
@@ -260,21 +299,23 @@ def compare(
     published: bool = False,
     use_wandb: bool = False,
     wandb_project: str = "lte",
+    overwrite: bool = False,
 ) -> dict[str, Path]:
     """Write ``comparison.md``, ``comparison.png`` and ``comparison.csv`` into ``out``.
 
-    Returns the written paths by kind (``markdown``, ``plot``, ``csv``, and ``wandb``: the local
-    folder of the W&B run when ``use_wandb``).
+    Everything is checked before ``out`` is created: the outputs (replaced only with
+    ``overwrite``), the results files and ``baseline``. Returns the written paths by kind
+    (``markdown``, ``plot``, ``csv``, and ``wandb``: the local folder of the W&B run when
+    ``use_wandb``).
     """
+    paths = check_outputs(out, overwrite=overwrite)
     records = gather(results, published=published)
+    md = markdown_tables(records, baseline)  # an unknown baseline is refused here
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    md = markdown_tables(records, baseline)
-    paths = {
-        "markdown": out_dir / "comparison.md",
-        "plot": out_dir / "comparison.png",
-        "csv": out_dir / "comparison.csv",
-    }
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(err, out_dir) or err from None
     atomic_write_text(paths["markdown"], md)
     atomic_write_text(paths["csv"], results_csv(records, ["method", *RESULT_KEYS]))
     plot_psnr(records, paths["plot"])

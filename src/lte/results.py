@@ -11,7 +11,13 @@ holds the project's one scale formatter, :func:`format_scale`.
 
 Writers merge: records already in the file are kept, a record with the same key replaces the old
 one (and says so in the log), and the whole read-merge-write happens under a file lock, so parallel
-jobs of a sweep can fill one file.
+jobs of a sweep can fill one file. Only lte's own files are merged into or replaced: an existing
+JSON must validate as a results file, and an existing CSV beside it must start with lte's header
+(:data:`CSV_HEADER`); anything else is the user's and is refused (see :mod:`lte.files`).
+
+Reading is strict too, because results files come from anywhere: every number must be finite and
+plausible (:data:`PSNR_RANGE`, :data:`SSIM_RANGE`, :data:`MAX_SCALE`), so an ``Infinity`` or a
+``1e308`` can never be shown as the best PSNR of a table.
 """
 
 from __future__ import annotations
@@ -22,15 +28,16 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
 
-from lte.atomic import atomic_write_text
-from lte.errors import UserError
+from lte.atomic import atomic_write_text, write_target
+from lte.errors import UserError, quote
+from lte.files import check_input, check_output, label
 
 log = logging.getLogger(__name__)
 
@@ -94,27 +101,70 @@ def record_key(rec: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
+#: PSNR in dB a record may hold. Images in [0, 1] have an MSE of at most 1, so PSNR >= 0; one
+#: 8-bit step wrong in one pixel of a 10-gigapixel image is still under 160 dB.
+PSNR_RANGE = (0.0, 200.0)
+#: SSIM is a correlation-like index: -1 to 1.
+SSIM_RANGE = (-1.0, 1.0)
+#: Largest scale a record may hold; the papers go to x30, and nothing measures beyond x1000.
+MAX_SCALE = 1000.0
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _show(value: Any) -> str:
+    """A value for a message: its repr, cut to 40 characters (a record may hold anything)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return "a deeply nested value"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _in_range(value: Any, low: float, high: float) -> bool:
+    # math.isfinite also refuses an int too large for a float, which a bare comparison would accept.
+    return _is_number(value) and math.isfinite(float(value)) and low <= value <= high
+
+
 def validate_record(rec: Any, where: str) -> dict[str, Any]:
-    """Check one record against the schema; a bad one is a UserError naming ``where``."""
+    """Check one record against the schema; a bad one is a UserError naming ``where``.
+
+    Numbers must be finite and plausible: PSNR in :data:`PSNR_RANGE` dB, SSIM in
+    :data:`SSIM_RANGE`, scale from 1 to :data:`MAX_SCALE` (``null`` PSNR/SSIM: not measured).
+    """
     if not isinstance(rec, dict):
         raise UserError(f"{where}: a result must be a JSON object, got {type(rec).__name__}")
     missing = [k for k in RESULT_KEYS if k not in rec]
     if missing:
         raise UserError(f"{where}: result lacks {', '.join(missing)} (is it an lte results file?)")
-    if not _is_number(rec["scale"]) or not rec["scale"] >= 1:
-        raise UserError(f"{where}: scale {rec['scale']!r} is not a number >= 1")
-    for key in ("psnr", "ssim"):
-        if rec[key] is not None and not _is_number(rec[key]):
-            raise UserError(f"{where}: {key} {rec[key]!r} is not a number")
+    try:
+        scale_ok = _in_range(rec["scale"], 1.0, MAX_SCALE)
+    except OverflowError:  # an int with hundreds of digits
+        scale_ok = False
+    if not scale_ok:
+        raise UserError(
+            f"{where}: scale {_show(rec['scale'])} is not a finite number from 1 to {MAX_SCALE:g}"
+        )
+    for key, (low, high) in (("psnr", PSNR_RANGE), ("ssim", SSIM_RANGE)):
+        value = rec[key]
+        if value is None:
+            continue
+        try:
+            ok = _in_range(value, low, high)
+        except OverflowError:
+            ok = False
+        if not ok:
+            raise UserError(
+                f"{where}: {key} {_show(value)} is not a finite number from {low:g} to {high:g} "
+                "(fix or remove the record)"
+            )
     if rec["images"] is not None and not (isinstance(rec["images"], int) and rec["images"] >= 0):
-        raise UserError(f"{where}: images {rec['images']!r} is not a count")
+        raise UserError(f"{where}: images {_show(rec['images'])} is not a count")
     for key in ("testset", "protocol", "model", "encoder", "ckpt"):
         if not isinstance(rec[key], str):
-            raise UserError(f"{where}: {key} {rec[key]!r} is not a string")
+            raise UserError(f"{where}: {key} {_show(rec[key])} is not a string")
     return rec
 
 
@@ -122,46 +172,78 @@ def read_results(path: str | os.PathLike[str], *, option: str = "") -> list[dict
     """The records of a results JSON file, checked against the schema.
 
     ``option`` (e.g. ``results_file=``) prefixes the messages with the setting that named the file.
+    Only a regular file is opened (a FIFO would wait forever).
 
     Raises:
-        UserError: the file is missing, not JSON, or not a list of records.
+        UserError: the file is missing, a folder or not a regular file, not JSON, nested too deeply,
+            or not a list of valid records (:func:`validate_record`; the message gives the index).
     """
     p = Path(path)
-    what = f"{option}{p}" if option else f"results file '{p}'"
-    if not p.is_file():
-        raise UserError(f"{what} does not exist: make it with python -m lte.test")
+    name = option or "results file"
+    what = label(name, p)
+    check_input(p, name, missing="make it with python -m lte.test")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"{what} is not valid JSON ({err}): fix or move it") from None
+    except RecursionError:
+        raise UserError(
+            f"{what} nests JSON deeper than anything lte writes (is it an lte results file?)"
+        ) from None
     if not isinstance(data, list):
         raise UserError(f"{what} must hold a JSON list of records (is it an lte results file?)")
     return [validate_record(rec, f"{what} record {i}") for i, rec in enumerate(data)]
 
 
+#: The first line of every CSV lte writes beside a results file; a CSV without it is not lte's.
+CSV_HEADER = ",".join(RESULT_KEYS)
+
+
+def _check_lte_csv(json_path: Path, option: str) -> Callable[[Path], None]:
+    """For :func:`check_output`: refuse an existing ``.csv`` that does not start with lte's header."""
+
+    def check(csv_path: Path) -> None:
+        try:
+            with open(csv_path, encoding="utf-8", newline="") as f:
+                first = f.readline(len(CSV_HEADER) + 3).rstrip("\r\n")
+        except (OSError, UnicodeDecodeError):
+            first = ""
+        if first != CSV_HEADER:
+            raise UserError(
+                f"{label(option, json_path)}: {quote(csv_path)} beside it was not written by lte "
+                "(its first line is not lte's results header), and lte would replace it: move it "
+                f"away, or choose another {option.rstrip('=') or 'results file'}"
+            )
+
+    return check
+
+
 def check_results_file(path: str | os.PathLike[str], *, option: str = "results_file=") -> Path:
     """Make sure ``path`` can take results, before anything is measured: ``.json``, its folder
-    exists and is writable, and a file already there is a valid results file (it will be merged).
+    exists and is writable, a file already there is a valid results file (it will be merged), and
+    the ``.csv`` beside it is absent or lte's own (it will be rewritten).
 
-    Run before a long evaluation so a typo cannot throw its numbers away.
+    Run before a long evaluation so a typo cannot throw its numbers away; cheap enough to run
+    again before every merge (:func:`merge_results` does).
 
     Raises:
-        UserError: one line naming ``option`` and the path.
+        UserError: one line naming ``option`` and the path (see :func:`lte.files.check_output`).
     """
     p = Path(path)
     if p.suffix.lower() != ".json":
-        raise UserError(f"{option}{p} must end in .json (the .csv is written beside it)")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise UserError(f"{option}{p}: folder '{parent}' does not exist: create it first")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"{option}{p}: folder '{parent}' is not writable: choose another folder")
-    if p.is_dir():
-        raise UserError(f"{option}{p} is a folder: name a .json file inside it")
-    if p.exists():
-        if not os.access(p, os.R_OK | os.W_OK):
-            raise UserError(f"{option}{p} exists but is not readable and writable")
+        raise UserError(f"{label(option, p)} must end in .json (the .csv is written beside it)")
+
+    def lte_json(_: Path) -> None:  # an existing file is merged into only if it is lte's
         read_results(p, option=option)
+
+    check_output(p, what=option, overwrite=None, merges=lte_json)
+    csv_path = p.with_suffix(".csv")
+    check_output(
+        csv_path,
+        what=f"{label(option, p)}: its CSV",
+        overwrite=None,
+        merges=_check_lte_csv(p, option),
+    )
     return p
 
 
@@ -182,17 +264,22 @@ def merge_results(
 
     The file's other records are kept; one with the same key (checkpoint, model, encoder, test set,
     protocol, scale) is replaced, with a log line giving the old PSNR. The read-merge-write runs
-    under a lock (``.<name>.lock`` beside the file), so parallel jobs never lose each other's rows.
-    Returns everything the file now holds.
+    under a lock (``.<name>.lock`` beside the file, or beside the file a symbolic link points to, so
+    that every writer of one file shares one lock), so parallel jobs never lose each other's rows.
+    Every call checks the destinations again (:func:`check_results_file`), so it may be called
+    once per record. Returns everything the file now holds.
 
     Raises:
         UserError: the path is not a usable results file (see :func:`check_results_file`).
     """
-    p = check_results_file(path)
+    p = Path(path)
     new = [
         r.to_dict() if isinstance(r, ResultRecord) else validate_record(r, str(p)) for r in records
     ]
-    with FileLock(p.with_name(f".{p.name}.lock")):
+    check_results_file(p)
+    real = write_target(p)
+    with FileLock(real.with_name(f".{real.name}.lock")):
+        check_results_file(p)  # again under the lock: what another job just wrote is checked too
         rows: dict[tuple[Any, ...], dict[str, Any]] = {}
         if p.exists():
             for rec in read_results(p, option="results_file="):

@@ -1,9 +1,9 @@
 """``lte-compare`` / ``python -m lte.compare``: compare ``lte.test`` results files.
 
-    lte-compare results/*.json --out compare/ --published --baseline rdn-liif
+    lte-compare results/*.json --out compare/ --published --baseline rdn-liif [--overwrite]
 
 Parses the options and calls :func:`lte.compare.compare`; like that module it loads neither torch
-nor Hydra.
+nor Hydra. Existing comparison files in ``--out`` are replaced only with ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Compare lte.test results files: markdown table, PSNR-vs-scale plot, W&B.",
     )
     parser.add_argument("results", nargs="*", help="results JSON files written by lte.test")
-    parser.add_argument("--out", required=True, help="folder for comparison.md/.png/.csv")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="folder for comparison.md/.png/.csv (made if missing; existing files are kept "
+        "unless --overwrite)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace comparison.md/.png/.csv if --out already holds them",
+    )
     parser.add_argument("--baseline", help="method to show differences against, e.g. rdn-liif")
     parser.add_argument(
         "--published", action="store_true", help="add the paper's numbers as reference rows"
@@ -47,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         published=args.published,
         use_wandb=args.wandb,
         wandb_project=args.wandb_project,
+        overwrite=args.overwrite,
     )
     print(paths["markdown"].read_text())
     for kind, path in paths.items():

@@ -6,8 +6,9 @@ Examples:
         --at 300,120 --scale 4 --out fourier.png
 
 Everything checkable without computing is checked first, in this order: the options' values, the
-device, the output path (not the input, not an existing file unless ``--overwrite``, a writable
-folder, a suffix matplotlib writes), the image's header and ``--at`` against its size; then the
+device, the output path (not the input; not an existing file or dangling link unless
+``--overwrite``; never a folder, FIFO or read-only file; a writable folder; a suffix matplotlib
+writes: :func:`lte.files.check_output`), the image's header and ``--at`` against its size; then the
 checkpoint is loaded and must have an LTE decoder; only then is the image decoded and encoded.
 """
 
@@ -19,11 +20,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lte.atomic import atomic_path, check_writable
+from lte.atomic import atomic_path
 from lte.checkpoint import load_checkpoint
 from lte.data.images import MAX_PIXELS_ENV, image_size, load_rgb, parse_pixel_limit, to_tensor
 from lte.devices import resolve_device
-from lte.errors import UserError, exit_on_user_error
+from lte.errors import UserError, exit_on_user_error, quote
+from lte.files import check_output as check_destination
 from lte.fourier import figure, fourier_view, is_finite
 from lte.limits import finite_positive
 
@@ -70,26 +72,23 @@ def check_output(image: str, out: str, overwrite: bool) -> str:
     src, dst = Path(image), Path(out)
     if os.path.isdir(dst):
         raise UserError(
-            f"--out '{dst}' is a folder: give a file name inside it, e.g. '{dst / 'fourier.png'}'"
+            f"--out {quote(dst)} is a folder: give a file name inside it, e.g. "
+            f"{quote(dst / 'fourier.png')}"
         )
     fmt = FORMATS.get(dst.suffix.lower())
     if fmt is None:
-        raise UserError(f"--out '{dst}' must end in {', '.join(FORMATS)} (the figure's format)")
-    parent = dst.parent if str(dst.parent) else Path(".")
-    if not parent.is_dir():
-        raise UserError(f"--out folder '{parent}' does not exist: create it first")
-    same = src.resolve() == dst.resolve()
+        raise UserError(
+            f"--out {quote(dst)} must end in {', '.join(FORMATS)} (the figure's format)"
+        )
+    same = os.path.realpath(src) == os.path.realpath(dst)  # a link loop is not a crash here
     if not same and src.exists() and dst.exists():
         same = os.path.samefile(src, dst)
     if same:
         raise UserError(
-            f"--out '{dst}' is the input image: choose another name (the input is never replaced)"
+            f"--out {quote(dst)} is the input image: choose another name (the input is never "
+            "replaced)"
         )
-    if dst.exists() and not overwrite:
-        raise UserError(
-            f"--out '{dst}' already exists: choose another name, or pass --overwrite to replace it"
-        )
-    check_writable(dst)
+    check_destination(dst, what="--out", overwrite=overwrite)
     return fmt
 
 
@@ -188,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.notebook_flip:
         title += " (notebook flip)"
     fig = figure(view, title, dpi=args.dpi)
-    if not args.overwrite and os.path.exists(args.out):  # appeared while computing
+    if not args.overwrite and os.path.lexists(args.out):  # appeared while computing
         check_output(args.image, args.out, args.overwrite)
     with atomic_path(args.out, suffix=Path(args.out).suffix) as tmp:
         fig.savefig(tmp, format=fmt, dpi=args.dpi)

@@ -6,9 +6,11 @@ Examples:
     python -m lte.upscale photo.jpg poster.png --ckpt runs/demo/checkpoints/last.ckpt --size 3840x2160
 
 Everything that can be checked without computing is checked first, in this order: the options'
-values, the device, the output path (not the input, not an existing file unless ``--overwrite``, a
-writable folder, a name the file system can hold), the input's header size and the output's size
-and memory; only then are the checkpoint loaded (its weights must be finite) and the image decoded.
+values, the device, the input's header (a regular file, an image, within the pixel limit), the
+output path (not the input; not an existing file or dangling link unless ``--overwrite``; never a
+folder, FIFO or read-only file; a suffix PIL writes at the output's size; a writable folder; a name
+the file system can hold: :func:`lte.files.check_output`) and the output's size and memory; only
+then are the checkpoint loaded (its weights must be finite) and the image decoded.
 A non-finite result is an error naming the checkpoint, never a black image.
 """
 
@@ -23,7 +25,6 @@ from pathlib import Path
 
 import torch
 
-from lte.atomic import check_writable
 from lte.checkpoint import LoadedModel, load_checkpoint
 from lte.data.images import (
     MAX_PIXELS_ENV,
@@ -38,7 +39,8 @@ from lte.data.images import (
     to_uint8,
 )
 from lte.devices import resolve_device, slow_lowp_warning
-from lte.errors import UserError, exit_on_user_error
+from lte.errors import UserError, exit_on_user_error, quote
+from lte.files import check_output as check_destination
 from lte.inference import BACKENDS, DEFAULT_CHUNK, kernel_for_backend, predict, stderr_progress
 from lte.limits import DEFAULT_MAX_OUTPUT_PIXELS, check_output_request, finite_positive
 
@@ -188,13 +190,16 @@ def check_options(args: argparse.Namespace) -> None:
         finite_positive(args.scale_max, "--scale-max")
 
 
-def check_output(input_path: str, output_path: str, overwrite: bool) -> None:
+def check_output(
+    input_path: str, output_path: str, overwrite: bool, size: tuple[int, int] | None = None
+) -> None:
     """Refuse an output that would replace the input, or an existing file without ``--overwrite``.
 
-    Also the folder, suffix, name length and writability, so that no computation is wasted.
+    Also the folder, the suffix (a format PIL writes at ``size``, the output's ``(H, W)``), the name
+    length and writability, so that no computation is wasted (:func:`lte.files.check_output`).
     """
     src, dst = Path(input_path), Path(output_path)
-    same = src.resolve() == dst.resolve()
+    same = os.path.realpath(src) == os.path.realpath(dst)  # a link loop is not a crash here
     if not same and os.path.exists(src) and os.path.exists(dst):
         try:
             same = os.path.samefile(src, dst)
@@ -202,15 +207,11 @@ def check_output(input_path: str, output_path: str, overwrite: bool) -> None:
             same = False
     if same:
         raise UserError(
-            f"output '{dst}' is the input image: choose another output name (the input is never "
-            "replaced, even with --overwrite)"
+            f"output {quote(dst)} is the input image: choose another output name (the input is "
+            "never replaced, even with --overwrite)"
         )
-    check_output_path(dst)
-    if os.path.exists(dst) and not overwrite:
-        raise UserError(
-            f"output '{dst}' already exists: choose another name, or pass --overwrite to replace it"
-        )
-    check_writable(dst)
+    check_output_path(dst, size=size)
+    check_destination(dst, what="output", overwrite=overwrite)
 
 
 def check_native_size(
@@ -291,8 +292,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"warning: --dtype {args.dtype}: {slow}", file=sys.stderr)
     # The destination and the request's size, before any pixel or weight is read.
     lr_hw = image_size(args.input, max_pixels)  # exists, is an image, header within the limit
-    check_output(args.input, args.output, args.overwrite)
     out_hw = output_size(lr_hw, args.scale, size)
+    check_output(args.input, args.output, args.overwrite, out_hw)
     check_output_request(out_hw, max_out)
 
     loaded = load_checkpoint(args.ckpt, map_location=device)
@@ -327,8 +328,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"checkpoint '{loaded.path}' produced non-finite values (NaN or infinity) for "
             f"'{args.input}': its weights are probably corrupt; use another checkpoint{hint}"
         )
-    if not args.overwrite and os.path.exists(args.output):  # appeared while computing
-        check_output(args.input, args.output, args.overwrite)
+    if not args.overwrite and os.path.lexists(args.output):  # appeared while computing
+        check_output(args.input, args.output, args.overwrite, out_hw)
     save_rgb(to_uint8(denormalize(sr[0])), args.output)
     print(
         f"{args.input} ({lr_hw[1]}x{lr_hw[0]}) -> {args.output} ({out_hw[1]}x{out_hw[0]}) "

@@ -13,6 +13,7 @@ with the ``LTE_MAX_IMAGE_PIXELS`` environment variable in every reader, or ``--m
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import warnings
@@ -23,7 +24,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lte.atomic import atomic_path
-from lte.errors import UserError
+from lte.errors import UserError, quote
+from lte.files import check_input
 
 #: File suffixes treated as images when a folder is scanned.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -123,10 +125,8 @@ def _check_size(p: Path, img: Image.Image, limit: int) -> None:
 
 
 def _exists(p: Path) -> None:
-    if not os.path.exists(p):
-        raise UserError(f"input image '{p}' does not exist: check the path")
-    if os.path.isdir(p):
-        raise UserError(f"input '{p}' is a folder, not an image file")
+    """A regular file, checked before PIL opens it: a FIFO or a device would block the read."""
+    check_input(p, "input image")
 
 
 def image_size(path: str | os.PathLike[str], max_pixels: int | None = None) -> tuple[int, int]:
@@ -215,35 +215,86 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return arr.permute(1, 2, 0).cpu().numpy()
 
 
+#: Largest side (pixels) each format can store; beyond it PIL fails after the work, or worse,
+#: silently shrinks the image (ICO). Measured with Pillow 13: a 65536-wide GIF overflows, WebP
+#: stops at 16383, libjpeg (JPEG, MPO, the JPEG inside a PDF) at 65500, AVIF fails by 65535.
+MAX_SIDE = {
+    "ICO": 256,
+    "WEBP": 16383,
+    "AVIF": 32768,
+    "JPEG": 65500,
+    "MPO": 65500,
+    "PDF": 65500,
+    "GIF": 65535,
+    "TGA": 65535,
+    "PCX": 65535,
+    "SGI": 65535,
+}
+#: Formats that always store other sizes than the image's (ICNS resizes to its icon sizes).
+RESIZING_FORMATS = {"ICNS"}
+
+
 def save_rgb(img: np.ndarray, path: str | os.PathLike[str]) -> None:
     """Write ``(H, W, 3)`` uint8 to ``path`` atomically (temp file + rename); format from suffix.
 
+    A symbolic link is written through and a replaced file keeps its mode (:mod:`lte.atomic`).
+
     Raises:
-        UserError: the output folder does not exist, the suffix is not a known image format, or the
-            write fails for a reason the user can fix (disk full, no permission, name too long, the
-            output is a folder: see :mod:`lte.atomic`).
+        UserError: the output folder does not exist, the suffix is not a format PIL can write for
+            this image (:func:`check_output_path`), or the write fails for a reason the user can fix
+            (disk full, no permission, name too long, the output is a folder: see :mod:`lte.atomic`).
     """
     p = Path(path)
-    fmt = check_output_path(p)
+    pil = Image.fromarray(np.ascontiguousarray(img))
+    fmt = check_output_path(p, mode=pil.mode, size=(img.shape[0], img.shape[1]))
+    # ICO stores a list of icon sizes (16..256) by default; asking for the image's own keeps it.
+    extra = {"sizes": [pil.size]} if fmt == "ICO" else {}
     with atomic_path(p) as tmp:
-        Image.fromarray(np.ascontiguousarray(img)).save(tmp, format=fmt)
+        pil.save(tmp, format=fmt, **extra)
 
 
-def check_output_path(path: str | os.PathLike[str]) -> str:
+def check_output_path(
+    path: str | os.PathLike[str], *, mode: str = "RGB", size: tuple[int, int] | None = None
+) -> str:
     """PIL's format name for writing ``path``, after the checks that need no writing.
 
+    The format is tried on a 1x1 image of ``mode`` in memory, so a suffix PIL knows but cannot
+    write (``.psd``, ``.xpm``, ``.h5``; ``.xbm`` for colour) fails now, not after the work; with
+    ``size`` (``(H, W)`` of the output) a format that cannot hold it (:data:`MAX_SIDE`) fails too.
+
     Raises:
-        UserError: ``path`` is a folder, its folder is missing, or its suffix is not an image format.
+        UserError: ``path`` is a folder, its folder is missing, or its suffix is not an image
+            format PIL can write for this image.
     """
     p = Path(path)
     parent = p.parent if str(p.parent) else Path(".")
     if os.path.isdir(p):
         raise UserError(
-            f"output '{p}' is a folder: give a file name inside it, e.g. '{p / 'out.png'}'"
+            f"output {quote(p)} is a folder: give a file name inside it, e.g. {quote(p / 'out.png')}"
         )
     if not parent.is_dir():
-        raise UserError(f"output folder '{parent}' does not exist: create it first")
+        raise UserError(f"output folder {quote(parent)} does not exist: create it first")
     fmt = Image.registered_extensions().get(p.suffix.lower())
     if fmt is None:
-        raise UserError(f"output '{p}' has no image suffix: use .png, .jpg, .bmp, .tif or .webp")
+        raise UserError(
+            f"output {quote(p)} has no image suffix: use .png, .jpg, .bmp, .tif or .webp"
+        )
+    try:
+        Image.new(mode, (1, 1)).save(io.BytesIO(), format=fmt)
+    except Exception as err:  # PIL raises KeyError, OSError, ValueError, ... for what it lacks
+        why = str(err) if isinstance(err, OSError | ValueError) else "no writer for it"
+        raise UserError(
+            f"output {quote(p)}: PIL cannot write {fmt} images of this kind ({why}): "
+            "use .png, .jpg, .bmp, .tif or .webp"
+        ) from None
+    if fmt in RESIZING_FORMATS:
+        raise UserError(
+            f"output {quote(p)}: {fmt} files store fixed icon sizes, not the image's own: "
+            "use .png, .jpg, .bmp, .tif or .webp"
+        )
+    if size is not None and fmt in MAX_SIDE and max(size) > MAX_SIDE[fmt]:
+        raise UserError(
+            f"output {quote(p)}: {fmt} images are at most {MAX_SIDE[fmt]} pixels a side, and this "
+            f"one would be {size[1]}x{size[0]}: use .png or .tif"
+        )
     return fmt
