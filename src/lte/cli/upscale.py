@@ -8,7 +8,8 @@ Examples:
 Everything that can be checked without computing is checked first, in this order: the options'
 values, the device, the output path (not the input, not an existing file unless ``--overwrite``, a
 writable folder, a name the file system can hold), the input's header size and the output's size
-and memory; only then are the checkpoint loaded (its weights must be finite) and the image decoded.
+and memory; only then are the checkpoint loaded (its weights dense, floating-point and finite:
+:mod:`lte.weights`) and the image decoded.
 A non-finite result is an error naming the checkpoint, never a black image.
 """
 
@@ -232,15 +233,6 @@ def check_native_size(
     )
 
 
-def nonfinite_weights(model: torch.nn.Module) -> list[str]:
-    """Names of the floating-point weights and buffers holding NaN or infinity."""
-    return [
-        name
-        for name, t in model.state_dict().items()
-        if t.is_floating_point() and not bool(torch.isfinite(t).all())
-    ]
-
-
 def upscale(
     loaded: LoadedModel,
     lr: torch.Tensor,
@@ -295,13 +287,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     out_hw = output_size(lr_hw, args.scale, size)
     check_output_request(out_hw, max_out)
 
-    loaded = load_checkpoint(args.ckpt, map_location=device)
-    bad = nonfinite_weights(loaded.model)
-    if bad:
-        raise UserError(
-            f"checkpoint '{loaded.path}' has non-finite weights (NaN or infinity) in {len(bad)} "
-            f"tensor(s), e.g. {bad[0]}: the file is corrupt; use another checkpoint"
-        )
+    loaded = load_checkpoint(args.ckpt, map_location=device)  # dense, floating, finite weights
     image = load_rgb(args.input, max_pixels)
     lr_hw = image.shape[:2]
     out_hw = output_size(lr_hw, args.scale, size)
