@@ -13,7 +13,9 @@ with the ``LTE_MAX_IMAGE_PIXELS`` environment variable in every reader, or ``--m
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import threading
 import warnings
 from pathlib import Path
@@ -23,7 +25,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lte.atomic import atomic_path
-from lte.errors import UserError
+from lte.errors import UserError, quote
 
 #: File suffixes treated as images when a folder is scanned.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -122,11 +124,28 @@ def _check_size(p: Path, img: Image.Image, limit: int) -> None:
         )
 
 
+#: File types that are not images, whatever their name: reading a FIFO blocks, a device never ends.
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
 def _exists(p: Path) -> None:
-    if not os.path.exists(p):
-        raise UserError(f"input image '{p}' does not exist: check the path")
-    if os.path.isdir(p):
-        raise UserError(f"input '{p}' is a folder, not an image file")
+    """``p`` names a regular file (through links): a FIFO or a device would block or never end."""
+    try:
+        mode = os.stat(p).st_mode
+    except OSError as err:
+        if err.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP):
+            raise UserError(f"input image {quote(p)} does not exist: check the path") from None
+        raise UserError(f"cannot read input image {quote(p)}: {err.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"input {quote(p)} is a folder, not an image file")
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _SPECIAL_FILES if test(mode)), "a special file")
+        raise UserError(f"input {quote(p)} is not a regular file ({kind}): give an image file")
 
 
 def image_size(path: str | os.PathLike[str], max_pixels: int | None = None) -> tuple[int, int]:
