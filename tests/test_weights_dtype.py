@@ -3,7 +3,7 @@
 ``load_state_dict`` alone would widen int8 weights into the float32 model (an image up to 8 levels
 off), read bool and complex ones as garbage, and crash on sparse or meta tensors. Each row writes a
 real checkpoint with one tensor replaced, in each layout lte reads (an lte checkpoint, an official
-``.pth`` release, an ``lte-fast`` release, a Lightning training checkpoint), and runs it through
+``.pth`` release, an ``lte-fast`` release, a fixed-scale baseline, a Lightning training checkpoint), and runs it through
 the real entry points: ``lte.upscale``, ``lte.test`` and ``lte.train ckpt_path=`` (resume). A
 refused file gives one ``error:`` line naming the file, the key and the dtype or layout, exit 2, and
 the checkpoint is unchanged. Half precision and float64 are accepted (:mod:`lte.weights`): they
@@ -31,7 +31,7 @@ from lte.cli.test import main as lte_test_main
 from lte.cli.train import main as train_main
 from lte.cli.upscale import main as upscale_main
 from lte.errors import UserError
-from lte.models import build_model
+from lte.models import EDSR, NearestDecoder, SRModel, build_model
 from lte.weights import WEIGHT_DTYPES, tensor_problem
 
 REFUSED_DTYPE = "lte reads floating-point weights only (float32, float16, bfloat16 or float64)"
@@ -57,26 +57,31 @@ KINDS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], str | None]] = {
     "float64": (lambda t: t.double(), None),
 }
 
-#: layout -> the key replaced in it: an encoder weight, an official decoder weight, and LTE+'s
-#: frequency convolution (reordered on load) so the reshaping code sees the odd tensors too.
+#: layout -> the key replaced in it: an encoder weight, an official decoder weight, LTE+'s
+#: frequency convolution (reordered on load, so the reshaping code sees the odd tensors too) and
+#: the upsampler of a released fixed-scale baseline.
 LAYOUTS = {
     "lte": "encoder.head.0.weight",
     "official": "imnet.layers.0.weight",
     "lte-fast": "freq.weight",
+    "fixed-scale": "encoder.tail.1.weight",
 }
 
 
 def write(layout: str, path: Path, kind: str | None = None) -> Path:
-    """A real checkpoint of a tiny LTE in ``layout``, its :data:`LAYOUTS` key made ``kind``."""
+    """A real checkpoint of a tiny model in ``layout``, its :data:`LAYOUTS` key made ``kind``."""
     torch.manual_seed(0)
-    net = build_model("lte", "edsr_tiny")
+    if layout == "fixed-scale":  # EDSR with its x2 upsampler, as the released baselines
+        net = SRModel(EDSR(n_resblocks=2, n_feats=8, upscale=2), NearestDecoder, scale_max=2)
+    else:
+        net = build_model("lte", "edsr_tiny")
     key = LAYOUTS[layout]
     if layout == "lte":
         obj = {"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}
         obj["lte"] = checkpoint_metadata(net)
         sd, key = obj["state_dict"], f"net.{key}"
     else:
-        obj = official_state(net, "standard" if layout == "official" else layout)
+        obj = official_state(net, "lte-fast" if layout == "lte-fast" else "standard")
         sd = obj["model"]["sd"]
     if kind is not None:
         sd[key] = KINDS[kind][0](sd[key])
