@@ -103,8 +103,9 @@ def photo(h: int, w: int, index: int = 0) -> np.ndarray:
 
 
 def folder_set(root: Path, name: str = "tiny", protocol: str = "benchmark") -> FolderSet:
-    """The test set of a :func:`make_folder` folder, LR files included."""
-    return FolderSet(root / "HR", root / "LR_bicubic", name=name, protocol=protocol)
+    """The test set of a :func:`make_folder` folder, LR files included when it has some."""
+    lr = root / "LR_bicubic"
+    return FolderSet(root / "HR", lr if lr.is_dir() else None, name=name, protocol=protocol)
 
 
 def make_folder(root: Path, *, lr_scales: tuple[int, ...] = (2,)) -> Path:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any
 import torch
 
 from lte.atomic import atomic_path
-from lte.errors import UserError
+from lte.errors import UserError, quote
 from lte.files import check_input, check_output
 from lte.models.identity import NAMED_ENCODERS, labels
 from lte.models.spec import (
@@ -44,6 +45,7 @@ from lte.models.spec import (
     validate_scale_max,
 )
 from lte.models.sr import FIXED_SCALE_DECODER, SRModel
+from lte.weights import check_weights, nonfinite_weights
 
 #: ``scale_max`` of the released models: all were trained on scales U(1, 4).
 OFFICIAL_SCALE_MAX = 4.0
@@ -99,7 +101,11 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
         raise UserError(f"checkpoint '{path}' is a folder: give the .pth or .ckpt file inside it")
     check_input(path, "checkpoint")  # a FIFO or a device: refused before torch.load would block
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        # Quiet: torch warns about some tensor types it rebuilds (quantised, sparse CSR), which
+        # the weight checks then refuse in one line.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         text = str(err)
         if "GLOBAL" in text or "Unsupported global" in text:
@@ -639,33 +645,36 @@ def _listing(keys: list[str]) -> str:
     return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
 
 
-def _compare(own: Mapping[str, Any], sd: Mapping[str, Any], path: Path) -> None:
-    """One-line errors for weights that are missing, unexpected, not tensors or mis-shaped."""
+def _compare(own: Mapping[str, Any], sd: Mapping[str, Any], where: str) -> None:
+    """One-line errors for weights that are missing, unexpected, not tensors, of a kind of number
+    the model cannot take (:func:`lte.weights.check_weights`) or mis-shaped."""
     missing = [k for k in own if k not in sd]
     unexpected = [k if isinstance(k, str) else short_repr(k) for k in sd if k not in own]
     if missing:
-        raise UserError(f"checkpoint '{path}' lacks weights the model needs: {_listing(missing)}")
+        raise UserError(f"{where} lacks weights the model needs: {_listing(missing)}")
     if unexpected:
-        raise UserError(
-            f"checkpoint '{path}' has weights this model does not use: {_listing(unexpected)}"
-        )
+        raise UserError(f"{where} has weights this model does not use: {_listing(unexpected)}")
     bad = [f"{k} ({type(sd[k]).__name__})" for k in own if not isinstance(sd[k], torch.Tensor)]
     if bad:
-        raise UserError(f"checkpoint '{path}' has weights that are not tensors: {_listing(bad)}")
+        raise UserError(f"{where} has weights that are not tensors: {_listing(bad)}")
+    check_weights(sd, where, own)
     wrong = [
         f"{k} {tuple(sd[k].shape)} != {tuple(v.shape)}"
         for k, v in own.items()
         if sd[k].shape != v.shape
     ]
     if wrong:
-        raise UserError(f"checkpoint '{path}' has weights of the wrong shape: {_listing(wrong)}")
+        raise UserError(f"{where} has weights of the wrong shape: {_listing(wrong)}")
 
 
-def _build(spec: ModelSpec, sd: Mapping[str, Any], path: Path) -> SRModel:
-    """Build ``spec`` and load ``sd`` into it, checking names and shapes first.
+def _build(spec: ModelSpec, sd: Mapping[str, Any], where: str) -> SRModel:
+    """Build ``spec`` and load ``sd`` into it, checking names, kinds and shapes first, finiteness after.
 
     The check runs on a skeleton built on the ``meta`` device where the architecture allows it, so a
     file describing a huge network with small weights fails before anything is allocated.
+    Half-precision and float64 weights are converted to the model's dtype by ``load_state_dict``
+    (see :mod:`lte.weights`); the non-finite check runs on what the model then holds, so float64
+    values beyond float32's range are caught too.
     """
     try:
         with torch.device("meta"):
@@ -675,17 +684,43 @@ def _build(spec: ModelSpec, sd: Mapping[str, Any], path: Path) -> SRModel:
     ):  # some constructors read values (SwinIR's drop-path rates): check after building
         skeleton = None
     if skeleton is not None:
-        _compare(skeleton.state_dict(), sd, path)
+        _compare(skeleton.state_dict(), sd, where)
     model = spec.build()
-    _compare(model.state_dict(), sd, path)
+    _compare(model.state_dict(), sd, where)
     model.load_state_dict(dict(sd), strict=True)
+    _check_finite(model, sd, where)
     return model
+
+
+def _check_finite(model: SRModel, sd: Mapping[str, Any], where: str) -> None:
+    """Refuse a model whose weights hold NaN or infinity once loaded: it would make a black image."""
+    bad = nonfinite_weights(model.state_dict())
+    if not bad:
+        return
+    key = bad[0]
+    stored = sd[key]
+    if bool(torch.isfinite(stored).all()):  # finite in the file: float64 beyond float32's range
+        raise UserError(
+            f"{where}: weight {key} holds {stored.dtype} values beyond the range of the model's "
+            f"{model.state_dict()[key].dtype} (they would load as infinity): the file is corrupt "
+            "or not a model checkpoint; use another checkpoint"
+        )
+    raise UserError(
+        f"{where} has non-finite weights (NaN or infinity) in {len(bad)} tensor(s), e.g. {key}: "
+        "the file is corrupt; use another checkpoint"
+    )
 
 
 def _state_dict(value: Any, where: str, name: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise UserError(f"{where}: {name} must be a dict of tensors, got {short_repr(value)}")
     return value
+
+
+def _check_storage(sd: Mapping[Any, Any], where: str) -> None:
+    """Every tensor dense and holding values, before any is reshaped (the ``lte-fast`` keys) or
+    compared; their kind of number and shape are checked against the model in :func:`_compare`."""
+    check_weights({k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}, where)
 
 
 def load_checkpoint(
@@ -700,7 +735,7 @@ def load_checkpoint(
     """
     p = Path(path)
     obj = _read(p, map_location)
-    where = f"checkpoint '{p}'"
+    where = f"checkpoint {quote(p)}"
     if "lte" in obj:
         spec, prefix = _lte_spec(obj["lte"], where)
         if "state_dict" not in obj:
@@ -711,15 +746,17 @@ def load_checkpoint(
             for k, v in raw.items()
             if not isinstance(k, str) or k.startswith(prefix)
         }
-        loaded = LoadedModel(_build(spec, sd, p), "lte", p, spec)
+        _check_storage(sd, where)
+        loaded = LoadedModel(_build(spec, sd, where), "lte", p, spec)
     elif isinstance(obj.get("model"), Mapping) and "sd" in obj["model"]:
         description = _official_description(obj["model"], where)
         spec = ModelSpec.from_dict(description, where)
         sd = _state_dict(obj["model"]["sd"], where, "model.sd")
+        _check_storage(sd, where)
         release = obj["model"]["name"]
         if release == "lte-fast":
             sd = _from_lte_fast_keys(sd, where)
-        model = _build(spec, _to_model_keys(sd), p)
+        model = _build(spec, _to_model_keys(sd), where)
         loaded = LoadedModel(model, "official", p, spec, release)
     else:
         raise UserError(

@@ -641,6 +641,7 @@ def evaluate_testset(
     device: torch.device | str = "cpu",
     ckpt: str = "",
     on_image: Callable[[float, ImageScore], None] | None = None,
+    on_record: Callable[[ResultRecord], None] | None = None,
     progress: bool | None = False,
     profile: StageProfile | None = None,
 ) -> list[ResultRecord]:
@@ -653,7 +654,8 @@ def evaluate_testset(
     ``encoder`` are the model's own labels (:func:`lte.models.identity.labels`), never config names;
     ``ckpt`` is stored as given. A scale uses the shipped LR images when the test set has them and
     PIL bicubic LR otherwise (logged once per scale). ``on_image`` is called after every image
-    (per-image logs). ``progress`` draws a tqdm bar per scale on stderr (images done, rate, ETA):
+    (per-image logs), ``on_record`` with each scale's record as soon as it is complete (so a caller
+    can save it before the next scale starts: ``lte.test`` merges it into the results file). ``progress`` draws a tqdm bar per scale on stderr (images done, rate, ETA):
     ``True`` always, ``False`` never, ``None`` only when stderr is a terminal.
 
     Images are prepared (read, LR made, tensors) by ``settings.workers`` DataLoader processes
@@ -662,12 +664,13 @@ def evaluate_testset(
     calls); with ``settings.profile`` and no ``profile`` given, the split is logged at the end.
 
     Raises:
-        UserError: a bad setting, a missing test-set folder, an LR file missing or of the wrong
-            size (named).
+        UserError: a bad setting, a missing test-set folder, an image too small for a scale, an LR
+            file missing or of the wrong size (named).
     """
     settings = scales if isinstance(scales, EvalSettings) else EvalSettings(scales, chunk, tile)
     check_native_scale(model, settings.scales, ckpt)
     files = testset.hr_files()  # a missing folder fails before the model moves anywhere
+    testset.check_scales(settings.scales, files)
     device = torch.device(device)
     bicubic = isinstance(model, BicubicBaseline)
     kernel: Kernel | None = None
@@ -700,6 +703,7 @@ def evaluate_testset(
             prof,
             ckpt,
             on_image,
+            on_record,
             progress,
         )
     if own_profile:
@@ -719,6 +723,7 @@ def _score_all(
     prof: StageProfile,
     ckpt: str,
     on_image: Callable[[float, ImageScore], None] | None,
+    on_record: Callable[[ResultRecord], None] | None,
     progress: bool | None,
 ) -> list[ResultRecord]:
     """The loop of :func:`evaluate_testset` over prepared images: one record per scale."""
@@ -778,5 +783,7 @@ def _score_all(
                 per_image=scores,
             )
         )
+        if on_record is not None:
+            on_record(records[-1])
         prof.lap("results")
     return records

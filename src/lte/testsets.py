@@ -19,17 +19,17 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from lte.data.images import load_rgb
+from lte.data.images import image_size, load_rgb
 from lte.data.layouts import is_image, list_images, lr_candidates
 from lte.data.resize import lr_size, make_lr
-from lte.errors import UserError
-from lte.metrics import PROTOCOLS
+from lte.errors import UserError, quote
+from lte.metrics import PROTOCOLS, shave_border
 from lte.results import format_scale
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,46 @@ def pair_on_the_fly(hr: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarra
     """
     hr_crop, lr = make_lr(hr, scale, kernel="pil")
     return lr, hr_crop
+
+
+def scale_problem(hr_hw: tuple[int, int], scale: float, protocol: str) -> str | None:
+    """Why an HR image of ``hr_hw = (H, W)`` cannot be scored at ``scale``, or ``None`` if it can.
+
+    Two things need room: the LR (``floor(H/s) x floor(W/s)``, at least one pixel) and the
+    metric, which shaves :func:`lte.metrics.shave_border` px from every border of the HR crop.
+    """
+    lr = lr_size(hr_hw, scale)
+    if min(lr) < 1:
+        return f"its LR would be {lr[1]}x{lr[0]} px"
+    crop = (round(lr[0] * scale), round(lr[1] * scale))
+    border = shave_border(scale, protocol)  # type: ignore[arg-type]
+    if min(crop) <= 2 * border:
+        return (
+            f"shaving {border} px per border ({protocol} protocol) leaves nothing of its "
+            f"{crop[1]}x{crop[0]} px crop"
+        )
+    return None
+
+
+def largest_scale(hr_hw: tuple[int, int], protocol: str) -> int:
+    """The largest whole scale at which an HR image of ``hr_hw`` can be scored (0: none can)."""
+    return next(
+        (s for s in range(min(hr_hw), 0, -1) if scale_problem(hr_hw, s, protocol) is None), 0
+    )
+
+
+def too_small(name: object, hr_hw: tuple[int, int], scale: float, problem: str, advice: str) -> str:
+    """The message for an image that ``scale`` leaves nothing of: names both and what to do."""
+    return (
+        f"image {quote(name)} ({hr_hw[1]}x{hr_hw[0]}) is too small for x{format_scale(scale)}: "
+        f"{problem}; {advice}"
+    )
+
+
+def _scales_advice(largest: int, where: str) -> str:
+    if largest < 1:
+        return "no scale leaves room for it: remove it from the test set"
+    return f"use scales up to x{largest} for {where}"
 
 
 def find_lr_file(hr_file: Path, lr_dir: Path, scale: float) -> Path:
@@ -158,6 +198,23 @@ class TestSet:
         """
         return list_images(self.hr_dir, hint=self.hint)
 
+    def check_scales(self, scales: Sequence[float], files: Sequence[Path] | None = None) -> None:
+        """Every image must have room for every scale; checked on the headers, before any work.
+
+        Raises:
+            UserError: the first (image, scale) that leaves an empty LR or nothing to score after
+                shaving, naming both and the largest scale the whole set allows.
+        """
+        files = self.hr_files() if files is None else files
+        sizes = {f: image_size(f) for f in files}
+        for scale in scales:
+            for f, hw in sizes.items():
+                problem = scale_problem(hw, scale, self.protocol)
+                if problem is not None:
+                    smallest = min(sizes.values(), key=min)
+                    advice = _scales_advice(largest_scale(smallest, self.protocol), "this test set")
+                    raise UserError(too_small(f, hw, scale, problem, advice))
+
     def lr_folder(self, scale: float) -> Path | None:
         """The folder of shipped LR images for ``scale``, or ``None`` when there is none on disk."""
         if self.lr_dir is None:
@@ -196,6 +253,11 @@ class TestSet:
         """
         t0 = time.perf_counter()
         hr = load_rgb(hr_file)
+        hw = (hr.shape[0], hr.shape[1])
+        if min(lr_size(hw, scale)) < 1:  # TestSet.check_scales says it before any work
+            problem = scale_problem(hw, scale, self.protocol) or ""
+            advice = _scales_advice(largest_scale(hw, self.protocol), "this image")
+            raise UserError(too_small(hr_file, hw, scale, problem, advice))
         if lr_dir is not None:
             lr_file = find_lr_file(hr_file, lr_dir, scale)
             lr = load_rgb(lr_file)
@@ -247,9 +309,36 @@ class FolderSet(TestSet):
         folder = Path(hr_dir)
         if name is None:
             name = folder.resolve().parent.name if folder.name == "HR" else folder.resolve().name
+        #: The folder the user named, which must exist: a mistyped one would otherwise just
+        #: make every LR on the fly, and the scores would silently change protocol.
+        self.lr_root = None if lr_dir is None else _fixed_part(str(lr_dir))
         if lr_dir is not None and SCALE_FIELD not in str(lr_dir):
             lr_dir = f"{lr_dir}/X{SCALE_FIELD}"
         super().__init__(name, folder, lr_dir, protocol)
+
+    def hr_files(self) -> list[Path]:
+        """:meth:`TestSet.hr_files`, and the ``lr_dir`` given must be an existing folder.
+
+        Raises:
+            UserError: the HR folder is missing or empty, or ``testset.lr_dir`` does not exist.
+        """
+        files = super().hr_files()
+        if self.lr_root is not None and not self.lr_root.is_dir():
+            what = "is not a folder" if self.lr_root.exists() else "does not exist"
+            raise UserError(
+                f"testset.lr_dir {quote(self.lr_root)} {what}: fix the path (it holds X2, X3, ... "
+                "folders of LR images), or leave testset.lr_dir out to make every LR with PIL bicubic"
+            )
+        return files
+
+
+def _fixed_part(lr_dir: str) -> Path:
+    """The folder above the first part of ``lr_dir`` that holds ``{scale}`` (all of it if none)."""
+    parts = Path(lr_dir).parts
+    for i, part in enumerate(parts):
+        if SCALE_FIELD in part:
+            return Path(*parts[:i]) if i else Path(".")
+    return Path(lr_dir)
 
 
 class BenchmarkSet(TestSet):

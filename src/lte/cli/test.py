@@ -18,9 +18,12 @@ scale shows images done and the ETA when stderr is a terminal (``progress=true/f
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,7 @@ import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lte.devices import resolve_device
-from lte.errors import UserError, as_user_error, exit_on_user_error
+from lte.errors import Interrupted, UserError, as_user_error, exit_on_user_error, quote
 from lte.evaluate import NO_PROFILE, EvalSettings, StageProfile, evaluate_testset
 from lte.results import (
     ResultRecord,
@@ -332,8 +335,8 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
     progress = check_progress(cfg.get("progress"))
     device = resolve_device(str(cfg.device), "device=")
     testsets = testsets_from_config(cfg)
-    for testset in testsets:  # a missing data set fails before the (slow) checkpoint load
-        testset.hr_files()
+    for testset in testsets:  # missing data or too large a scale fails before the checkpoint load
+        testset.check_scales(settings.scales)
     if baseline is not None:
         method: Any = BICUBIC
         ckpt, source = "bicubic", "baseline"
@@ -343,36 +346,47 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
         method, ckpt, source = loaded.model, str(cfg.ckpt), loaded.source
         log.info("%s checkpoint '%s' on %s", loaded.source, loaded.path, device)
     records: list[ResultRecord] = []
+
+    def keep(record: ResultRecord) -> None:
+        """Merge each (set, scale) record as soon as it exists, so a stopped run keeps it."""
+        with _interrupt_after():
+            merge_results([record], results_file)
+            records.append(record)
+        ssim = "-" if record.ssim is None else f"{record.ssim:.4f}"
+        log.info(
+            "%s %s x%s: PSNR %.4f dB, SSIM %s (%d images)",
+            "bicubic" if record.model == "bicubic" else f"{record.encoder}-{record.model}",
+            record.testset,
+            format_scale(record.scale),
+            record.psnr,
+            ssim,
+            record.images,
+        )
+
     # eval.profile: one clock over every test set, the results file and W&B; one table at the end.
     profile = StageProfile(device) if settings.profile else NO_PROFILE
     profile.start()
-    for testset in testsets:
-        with logging_redirect_tqdm():  # log lines print above the bar instead of through it
-            recs = evaluate_testset(
-                method,
-                testset,
-                settings,
-                device=device,
-                ckpt=ckpt,
-                progress=progress,
-                profile=profile,
-            )
-        for r in recs:
-            ssim = "-" if r.ssim is None else f"{r.ssim:.4f}"
-            log.info(
-                "%s %s x%s: PSNR %.4f dB, SSIM %s (%d images)",
-                "bicubic" if r.model == "bicubic" else f"{r.encoder}-{r.model}",
-                r.testset,
-                format_scale(r.scale),
-                r.psnr,
-                ssim,
-                r.images,
-            )
-        records.extend(recs)
-        profile.lap("other")
-        # Merged after every test set, so a long sweep keeps what it has measured.
-        merge_results(recs, results_file)
-        profile.lap("results")
+    total = len(testsets) * len(settings.scales)
+    try:
+        for testset in testsets:
+            with logging_redirect_tqdm():  # log lines print above the bar instead of through it
+                evaluate_testset(
+                    method,
+                    testset,
+                    settings,
+                    device=device,
+                    ckpt=ckpt,
+                    on_record=keep,
+                    progress=progress,
+                    profile=profile,
+                )
+            profile.lap("other")
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"{len(records)} of {total} (test set, scale) results are in {quote(results_file)} "
+            f"(and {quote(results_file.with_suffix('.csv').name)}); run the same command again "
+            f"to get all {total}"
+        ) from None
     print(format_table(records))
     print(f"results: {results_file} (+ {results_file.with_suffix('.csv').name})")
     if wandb_cfg is not None:
@@ -388,6 +402,33 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
             profile.table(),
         )
     return records
+
+
+@contextlib.contextmanager
+def _interrupt_after() -> Iterator[None]:
+    """Hold a first Ctrl-C until the block ends, so a record reaches both the JSON and the CSV
+    file or neither; a second Ctrl-C stops at once (a results file lock held elsewhere waits
+    forever). Only where Python's own handler is in place (the main thread, SIGINT not ignored)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        if pending:
+            raise KeyboardInterrupt
+        pending.append(signum)
+
+    signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if pending:
+        raise KeyboardInterrupt
 
 
 def eval_settings(cfg: DictConfig) -> EvalSettings:

@@ -10,7 +10,8 @@ values, the device, the input's header (a regular file, an image, within the pix
 output path (not the input; not an existing file or dangling link unless ``--overwrite``; never a
 folder, FIFO or read-only file; a suffix PIL writes at the output's size; a writable folder; a name
 the file system can hold: :func:`lte.files.check_output`) and the output's size and memory; only
-then are the checkpoint loaded (its weights must be finite) and the image decoded.
+then are the checkpoint loaded (its weights dense, floating-point and finite: :mod:`lte.weights`)
+and the image decoded.
 A non-finite result is an error naming the checkpoint, never a black image.
 """
 
@@ -233,15 +234,6 @@ def check_native_size(
     )
 
 
-def nonfinite_weights(model: torch.nn.Module) -> list[str]:
-    """Names of the floating-point weights and buffers holding NaN or infinity."""
-    return [
-        name
-        for name, t in model.state_dict().items()
-        if t.is_floating_point() and not bool(torch.isfinite(t).all())
-    ]
-
-
 def upscale(
     loaded: LoadedModel,
     lr: torch.Tensor,
@@ -296,13 +288,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_output(args.input, args.output, args.overwrite, out_hw)
     check_output_request(out_hw, max_out)
 
-    loaded = load_checkpoint(args.ckpt, map_location=device)
-    bad = nonfinite_weights(loaded.model)
-    if bad:
-        raise UserError(
-            f"checkpoint '{loaded.path}' has non-finite weights (NaN or infinity) in {len(bad)} "
-            f"tensor(s), e.g. {bad[0]}: the file is corrupt; use another checkpoint"
-        )
+    loaded = load_checkpoint(args.ckpt, map_location=device)  # dense, floating, finite weights
     image = load_rgb(args.input, max_pixels)
     lr_hw = image.shape[:2]
     out_hw = output_size(lr_hw, args.scale, size)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +19,8 @@ from typing import Any
 
 import torch
 
-from lte.errors import UserError
+from lte.errors import UserError, quote
+from lte.weights import check_weights, nonfinite_weights
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,9 @@ def load_resume_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             "give the last.ckpt of an earlier run"
         )
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns on some tensor types; refused below
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except (
         pickle.UnpicklingError,
         RuntimeError,
@@ -136,7 +140,55 @@ def load_resume_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"ckpt_path '{p}' is not an lte training checkpoint (no optimizer state to resume): "
             "pass a last.ckpt written by python -m lte.train"
         )
+    where = f"ckpt_path {quote(p)}"
+    check_weights(
+        {k: v for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}, where
+    )
+    check_optimizer_states(ckpt["optimizer_states"], where)
+    _check_finite(ckpt["state_dict"], p)
     return ckpt
+
+
+def check_optimizer_states(states: Any, where: str) -> None:
+    """The optimizer's saved tensors must be what the optimizer can continue from.
+
+    Per-parameter statistics (Adam's ``exp_avg``, ``exp_avg_sq``) are real floating-point,
+    dense tensors (any of :data:`lte.weights.WEIGHT_DTYPES`: ``Optimizer.load_state_dict`` casts
+    them to the parameter's dtype, but would keep an int8 one as int8). ``step`` counters may be
+    integer or floating-point scalars, as PyTorch versions differ. Shapes are the optimizer's own
+    check when it loads them.
+
+    Raises:
+        UserError: naming the optimizer, parameter index and entry (``optimizer_states[0] state 3
+            exp_avg is torch.int8; ...``).
+    """
+    if not isinstance(states, list | tuple):
+        raise UserError(
+            f"{where} is not an lte training checkpoint (optimizer_states is "
+            f"{type(states).__name__}, not a list): pass a last.ckpt written by python -m lte.train"
+        )
+    for i, opt in enumerate(states):
+        state = opt.get("state") if isinstance(opt, Mapping) else None
+        if not isinstance(state, Mapping):
+            continue  # an optimizer without per-parameter state (plain SGD)
+        tensors: dict[str, torch.Tensor] = {}
+        floats: dict[str, torch.Tensor] = {}
+        for index, entries in state.items():
+            if not isinstance(entries, Mapping):
+                continue
+            for name, value in entries.items():
+                if not isinstance(value, torch.Tensor):
+                    continue  # plain numbers (an old step count) are the optimizer's business
+                key = f"{index} {name}"
+                tensors[key] = value
+                counter = name == "step" and value.dim() == 0
+                if not (counter and not value.is_complex() and value.dtype != torch.bool):
+                    floats[key] = _FLOAT
+        check_weights(tensors, where, floats, what=f"optimizer_states[{i}] state")
+
+
+#: Stands for "a floating-point tensor" in :func:`check_weights` (only its dtype is read).
+_FLOAT = torch.empty(0)
 
 
 def _shape(value: Any) -> tuple[int, ...] | None:
@@ -152,6 +204,7 @@ def check_resume_fits(
     Raises:
         UserError: naming the first differing tensor and how many differ, and how to fix it.
     """
+    check_weights(state_dict, f"ckpt_path {quote(path)}", ours)
     missing = [k for k in ours if k not in state_dict]
     extra = [k for k in state_dict if k not in ours]
     shapes = [k for k in ours if k in state_dict and _shape(state_dict[k]) != _shape(ours[k])]
@@ -170,3 +223,17 @@ def check_resume_fits(
         f"({count} tensor(s) differ); resume with the model and encoder options of that run, "
         "or start a new run with hydra.run.dir=NEW_DIR"
     )
+
+
+def _check_finite(state_dict: Mapping[str, Any], path: Path) -> None:
+    """Weights holding NaN or infinity would only give non-finite losses: refuse them at once.
+
+    Raises:
+        UserError: naming how many tensors and the first one.
+    """
+    bad = nonfinite_weights({k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)})
+    if bad:
+        raise UserError(
+            f"ckpt_path {quote(path)} has non-finite weights (NaN or infinity) in {len(bad)} "
+            f"tensor(s), e.g. {bad[0]}: the file is corrupt; resume from an earlier checkpoint"
+        )
