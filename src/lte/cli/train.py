@@ -102,7 +102,10 @@ def _checked_command(argv: list[str]) -> Iterator[None]:
     from lte.cli.overrides import check_command, pinned_run_dir
 
     command = check_command(argv, config_name="train", prog="python -m lte.train", hidden=FRAGMENTS)
-    if command is None or not command.runs_jobs or command.run_dir is None:
+    if command is not None and not command.runs_jobs:  # --cfg: Hydra prints, creates nothing
+        yield
+        return
+    if command is None or command.run_dir is None:
         _check_output_dir(argv)
         yield
         return

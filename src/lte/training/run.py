@@ -244,8 +244,9 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     ]
     if not loggers:  # LearningRateMonitor refuses to run without a logger: nothing to log into
         callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
+    # First, so that its Ctrl-C handler is in place before any other callback's start hook runs.
     stopper = StopOnSignal(ckpt_dir, resume_command(run_dir))
-    callbacks.append(stopper)
+    callbacks.insert(0, stopper)
     trainer: L.Trainer = build(
         "trainer",
         instantiate,
