@@ -1,7 +1,7 @@
 """Ctrl-C and SIGTERM during ``python -m lte.train``: the step is saved, one line, exit 130, exact resume.
 
 Two kinds of runs, both with real signals through the real CLI. In-process runs get the signal from
-a callback at a known step (``tests/signals.py``: ``os.kill`` of the own process), so that the saved
+a callback at a known step (``tests/train_callbacks.py``: ``os.kill`` of the own process), so that the saved
 step and the resumed weights can be compared exactly, at the end of an epoch and in mid-epoch. Real
 subprocesses get SIGINT or SIGTERM from this test once their metrics show a finished step, as a user
 or a scheduler would send it. Every resumed run must end with the very weights of a run that was
@@ -26,7 +26,7 @@ from cli import DROPPED_ENV, ROOT, SMALL_TRAIN, run_in_process, run_module
 
 #: 9 photos / batch 4: 2 steps an epoch; 3 epochs = 6 steps.
 EPOCHS = ["logger=none", "trainer.max_epochs=3"]
-SIGNAL_AT = "+callbacks.signal._target_=signals.SignalAtStep"
+SIGNAL_AT = "+callbacks.signal._target_=train_callbacks.SignalAtStep"
 
 
 def train(run: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
