@@ -135,9 +135,13 @@ def _unknown_key(err: Exception) -> str | None:
     return None
 
 
+def _key_of(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
+
+
 def _which(overrides: list[str], key: str) -> str:
     for text in overrides:
-        if text.lstrip("+~").split("=", 1)[0].split("@", 1)[0] == key:
+        if _key_of(text) == key:
             return text
     return f"{key}=VALUE"
 
@@ -145,11 +149,13 @@ def _which(overrides: list[str], key: str) -> str:
 def _explain(
     err: Exception,
     overrides: list[str],
+    one_job: list[str],
     compose: _Composer,
     prog: str,
     hidden: Collection[str],
 ) -> UserError:
-    """One line for a composition error of Hydra's."""
+    """One line for a composition error of Hydra's: ``overrides`` as written, ``one_job`` as
+    composed (the first value of each sweep)."""
     from hydra.errors import MissingConfigException, OverrideParseException
 
     if isinstance(err, OverrideParseException):
@@ -184,7 +190,7 @@ def _explain(
         return UserError(_one_line(str(err)))
     text = _which(overrides, key)
     # The keys there are, from the same command without the unknown ones.
-    rest = [o for o in overrides if o != text]
+    rest = [o for o in one_job if _key_of(o) != key]
     known: list[str] = []
     for _ in range(len(rest) + 1):
         try:
@@ -194,7 +200,7 @@ def _explain(
             other = _unknown_key(again)
             if other is None:
                 break
-            rest = [o for o in rest if o != _which(rest, other)]
+            rest = [o for o in rest if _key_of(o) != other]
     if not key.startswith("hydra."):
         known = [k for k in known if not k.startswith("hydra")]
     guess = closest_key(key, known)
@@ -237,11 +243,12 @@ def check_command(
         return None
     overrides = list(args.overrides)
     compose = _Composer(config_name)
+    one_job = overrides
     try:
         one_job, sweeps = _first_values(overrides)
         cfg = compose(one_job)
     except HydraException as err:
-        raise _explain(err, overrides, compose, prog, hidden) from None
+        raise _explain(err, overrides, one_job, compose, prog, hidden) from None
     multirun = bool(args.multirun) or cfg.hydra.get("mode") == RunMode.MULTIRUN
     if sweeps and not multirun:
         key = sweeps[0].split("=", 1)[0]
