@@ -120,6 +120,57 @@ def test_ctrl_c_before_the_first_step_saves_nothing(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr[-3000:]
 
 
+@pytest.mark.slow
+def test_ctrl_c_during_validation_lets_it_save_and_stops_before_the_next_step(
+    tmp_path: Path,
+) -> None:
+    run = tmp_path / "run"
+    when = "+callbacks.signal.when=validation"
+    line = interrupted_line(train(run, SIGNAL_AT, "+callbacks.signal.step=2", when))
+    last = run / "checkpoints" / "last.ckpt"
+    assert line.startswith(
+        f"interrupted: stopped by Ctrl-C; the checkpoint of step 2 is '{last}'; resume with "
+    ), line
+    assert load(last)["global_step"] == 2 and (run / "checkpoints" / "best.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_sigterm_during_validation_names_the_checkpoint_to_resume(tmp_path: Path) -> None:
+    """Lightning ends a validation that SIGTERM interrupts; the line names the newest checkpoint."""
+    run = tmp_path / "run"
+    args = [SIGNAL_AT, "+callbacks.signal.signum=SIGTERM"]
+    within = "+callbacks.signal.when=validation"
+    # Two validation batches per loader: SIGTERM in the first one, which Lightning does not finish.
+    first = interrupted_line(
+        train(run, *args, within, "+callbacks.signal.step=2", "trainer.limit_val_batches=2")
+    )
+    assert first == (
+        "interrupted: stopped by SIGTERM during the validation after step 2; no checkpoint of this "
+        "run was saved: start again with the same command"
+    )
+    assert not list((run / "checkpoints").glob("*.ckpt"))
+    # After the validation of step 4, with step 2's checkpoint saved at the first one.
+    run = tmp_path / "run2"
+    second = interrupted_line(
+        train(run, *args, within, "+callbacks.signal.step=4", "trainer.limit_val_batches=2")
+    )
+    last = run / "checkpoints" / "last.ckpt"
+    assert second.startswith(
+        f"interrupted: stopped by SIGTERM during the validation after step 4; '{last}' holds "
+        "step 2; resume with python -m lte.train "
+    ), second
+    assert load(last)["global_step"] == 2
+    # At the end of a validation: it saves step 2, then Lightning stops.
+    run = tmp_path / "run3"
+    at_end = "+callbacks.signal.when=validation_end"
+    third = interrupted_line(train(run, *args, at_end, "+callbacks.signal.step=2"))
+    last = run / "checkpoints" / "last.ckpt"
+    assert third.startswith(
+        f"interrupted: stopped by SIGTERM; the checkpoint of step 2 is '{last}'; resume with "
+    ), third
+    assert load(last)["global_step"] == 2
+
+
 # --- real signals from outside, to real processes -------------------------------------------------
 
 #: 36 samples / batch 4: 9 steps an epoch; the run would go on for 1000 steps.

@@ -21,13 +21,18 @@ class SignalAtStep(L.Callback):
 
     Sends ``signum`` (default SIGINT) to this process ``repeat`` times in the middle of training
     step ``step`` (1-based): after its backward pass, before its optimizer step. ``step=0``: when
-    training starts, before the first step.
+    training starts, before the first step. ``when``: ``step``, or ``validation`` (its first batch)
+    or ``validation_end`` (before its checkpoint is saved) of the validation after step ``step``.
     """
 
-    def __init__(self, step: int, signum: str = "SIGINT", repeat: int = 1) -> None:
+    def __init__(
+        self, step: int, signum: str = "SIGINT", repeat: int = 1, when: str = "step"
+    ) -> None:
         self.step = int(step)
         self.signum = getattr(signal, signum)
         self.repeat = int(repeat)
+        assert when in ("step", "validation", "validation_end"), when
+        self.when = when
 
     def _send(self) -> None:
         for _ in range(self.repeat):
@@ -40,7 +45,19 @@ class SignalAtStep(L.Callback):
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any
     ) -> None:
-        if trainer.global_step + 1 == self.step:
+        if trainer.global_step + 1 == self.step and self.when == "step":
+            self._send()
+
+    def on_validation_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, i: int, loader: int = 0
+    ) -> None:
+        first = i == 0 and loader == 0 and not trainer.sanity_checking
+        if self.when == "validation" and first and trainer.global_step == self.step:
+            self._send()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Before the checkpoint callback's own on_validation_end (Lightning runs those last).
+        if self.when == "validation_end" and trainer.global_step == self.step:
             self._send()
 
 

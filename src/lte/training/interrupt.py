@@ -204,13 +204,19 @@ class StopOnSignal(L.Callback):
             cause = "SIGTERM"
         else:
             return None
+        last = self._last_path(trainer)
+        if cause == "SIGTERM" and self.saved_step == self._step and last.is_file():
+            # Lightning stops after a validation that saved this very step.
+            return Interrupted(
+                f"stopped by SIGTERM; the checkpoint of step {self._step} is {quote(last)}; "
+                f"resume with {self.resume}"
+            )
         if self._step == 0:
             where = "before the first training step"
         elif self._validating:
             where = f"during the validation after step {self._step}"
         else:
             where = f"during step {self._step + 1}, without saving it"
-        last = self._last_path(trainer)
         if self.saved_step is not None and last.is_file():
             kept = f"{quote(last)} holds step {self.saved_step}; resume with {self.resume}"
         else:
