@@ -247,3 +247,34 @@ def test_real_signal_to_a_running_process(
     resumed = run_module("lte.train", *args, f"trainer.max_steps={RESUME_TO}", "ckpt_path=last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_weights(load(last), straight_long)
+
+
+@pytest.mark.slow
+def test_ctrl_c_under_ddp_stops_every_process_after_the_same_step(tmp_path: Path) -> None:
+    """Two gloo processes (trainer=ddp_sim): each gets the Ctrl-C at step 3, as a terminal sends it to
+    the whole process group; both stop after that step, one line, and the resume is exact."""
+    env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "tests"))
+    args = [*SMALL_TRAIN, *EPOCHS, "trainer=ddp_sim", "print_config=false"]
+
+    def run_ddp(*overrides: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "lte.train", *args, *overrides],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    run = tmp_path / "run"
+    line = interrupted_line(run_ddp(f"hydra.run.dir={run}", SIGNAL_AT, "+callbacks.signal.step=3"))
+    last = run / "checkpoints" / "last.ckpt"
+    assert line.startswith(f"interrupted: saved the checkpoint of step 3 to '{last}'"), line
+    saved = load(last)
+    assert saved["global_step"] == 3 and len(saved["rng_states"]) == 2
+    resumed = run_ddp(*shlex.split(line.split("; resume with ", 1)[1])[3 + len(args) :])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight = tmp_path / "straight"
+    assert run_ddp(f"hydra.run.dir={straight}").returncode == 0
+    assert_same_weights(load(last), load(straight / "checkpoints" / "last.ckpt"))
