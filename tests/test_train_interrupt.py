@@ -259,7 +259,7 @@ def test_ctrl_c_under_ddp_stops_every_process_after_the_same_step(tmp_path: Path
 
     def run_ddp(*overrides: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "lte.train", *args, *overrides],
+            [sys.executable, "-m", "lte.train", *overrides],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -268,13 +268,16 @@ def test_ctrl_c_under_ddp_stops_every_process_after_the_same_step(tmp_path: Path
         )
 
     run = tmp_path / "run"
-    line = interrupted_line(run_ddp(f"hydra.run.dir={run}", SIGNAL_AT, "+callbacks.signal.step=3"))
+    signal_at_3 = [SIGNAL_AT, "+callbacks.signal.step=3"]
+    line = interrupted_line(run_ddp(*args, f"hydra.run.dir={run}", *signal_at_3))
     last = run / "checkpoints" / "last.ckpt"
     assert line.startswith(f"interrupted: saved the checkpoint of step 3 to '{last}'"), line
     saved = load(last)
     assert saved["global_step"] == 3 and len(saved["rng_states"]) == 2
-    resumed = run_ddp(*shlex.split(line.split("; resume with ", 1)[1])[3 + len(args) :])
+    command = shlex.split(line.split("; resume with ", 1)[1])  # as printed, all options included
+    assert command[:3] == ["python", "-m", "lte.train"]
+    resumed = run_ddp(*command[3:])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     straight = tmp_path / "straight"
-    assert run_ddp(f"hydra.run.dir={straight}").returncode == 0
+    assert run_ddp(*args, f"hydra.run.dir={straight}").returncode == 0
     assert_same_weights(load(last), load(straight / "checkpoints" / "last.ckpt"))
