@@ -19,7 +19,14 @@ from pathlib import Path
 import pytest
 
 from cli import DROPPED_ENV, ROOT, SMALL_TRAIN, run_module, snapshot
-from test_bad_inputs_train import assert_one_line, fake_checkpoint, train_cli
+from test_bad_inputs_train import TINY, assert_one_line, fake_checkpoint, train_cli
+
+#: The tiny one-step run, with the bundled photos named absolutely (the test runs elsewhere).
+TINY_ARGS = [
+    *TINY,
+    f"data.train_dir={ROOT / 'data' / 'sample' / 'train'}",
+    f"data.val_dir={ROOT / 'data' / 'sample' / 'val'}",
+]
 
 HOLD = """
 import sys
@@ -138,3 +145,19 @@ def test_two_runs_started_into_one_folder(tmp_path: Path) -> None:
         steps[name] = ckpt["global_step"]
         assert load_checkpoint(run / "checkpoints" / name).model_name == "lte"
     assert steps["last.ckpt"] == 6 and steps["best.ckpt"] in (2, 4, 6), steps
+
+
+def test_the_default_timestamped_folder_is_the_one_locked(tmp_path: Path) -> None:
+    """Without hydra.run.dir, the folder outputs/train/<date>/<time> is resolved once, locked, and is
+    the folder Hydra runs in (not one a second later)."""
+    from cli import run_main
+    from lte.cli.train import main as train_main
+
+    res = run_main(train_main, TINY_ARGS, prog="train.py", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    (folder,) = (tmp_path / "outputs" / "train").glob("*/*")
+    assert (folder / ".lte-run.lock").is_file() and (folder / "checkpoints" / "last.ckpt").is_file()
+    assert (folder / "train.log").is_file() and not (folder / ".lte-run.owner").exists()
+    # Hydra was given the folder as resolved when it was locked.
+    (record,) = folder.glob(".hydra/*/hydra.yaml")
+    assert f"hydra.run.dir={folder.relative_to(tmp_path)}" in record.read_text()
