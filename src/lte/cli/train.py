@@ -12,7 +12,9 @@ Examples:
 
 Everything of a run lands in its run directory (``hydra.run.dir``): ``checkpoints/last.ckpt`` and
 ``checkpoints/best.ckpt``, the W&B or CSV logs, ``images/`` and Hydra's ``.hydra/`` config record.
-A directory that already holds checkpoints is resumed with ``ckpt_path=last``, never overwritten.
+A directory that already holds checkpoints is resumed with ``ckpt_path=last``, never overwritten,
+and a directory another run is using is refused (:mod:`lte.training.run_lock`). Ctrl-C or SIGTERM
+saves the current step and prints the command that resumes it (:mod:`lte.training.interrupt`).
 See docs/training.md. The work itself is :func:`lte.training.run.train`.
 """
 

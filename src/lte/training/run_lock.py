@@ -85,7 +85,7 @@ def hold_run_dir(
     Raises:
         UserError: another process holds the folder (naming it), or the folder cannot be created.
     """
-    path = Path(os.path.expanduser(folder))
+    path = Path(folder)  # as Hydra takes it: relative to the working folder, no ~ expansion
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
