@@ -362,3 +362,18 @@ def test_resume_from_another_model_is_one_line(
         train_cli(f"hydra.run.dir={run}", "ckpt_path=last", *overrides), fragment
     )
     assert "resume with the model and encoder options of that run" in line
+
+
+def test_device_advice_names_only_what_works_here() -> None:
+    """``trainer.devices`` advice: this machine's GPUs and their indices, or CPU processes."""
+    from lte.training.checks import device_choices
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    advice = device_choices("auto")
+    if gpus:
+        indices = ",".join(str(i) for i in range(gpus))
+        assert f"from 1 to {gpus}" in advice and f"[{indices}]" in advice and "-1" in advice
+    elif not torch.backends.mps.is_available():
+        assert "positive number of processes" in advice and "-1" not in advice
+    cpu = device_choices("cpu")
+    assert "runs on the CPU here" in cpu and "-1" not in cpu
