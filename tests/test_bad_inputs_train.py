@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import lte.train
-from cli import run_main, run_module
+from cli import run_main, run_module, snapshot
 from lte.cli.train import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,7 +114,115 @@ ROWS = [
     ("ckpt-weights-only", ["ckpt_path={tmp}/weights.pth"], "no optimizer state to resume"),
     ("run-dir-under-a-file", ["hydra.run.dir={tmp}/garbage.ckpt/run"], "cannot create the folder"),
     ("checkpoint-dir-unwritable", ["paths.checkpoint_dir={tmp}/garbage.ckpt/x"], "cannot write to"),
+    # Model sizes, through the bounds checkpoints are read with (lte.models.spec), before building.
+    (
+        "decoder-hidden-dim-zero",
+        ["model.decoder.hidden_dim=0"],
+        "model.decoder.hidden_dim=0 must be an even int from 2 to 4096",
+    ),
+    (
+        "encoder-depth-negative",
+        ["encoder.n_resblocks=-1"],
+        "encoder.n_resblocks=-1 must be a positive int <= 256",
+    ),
+    ("encoder-width-zero", ["encoder.n_feats=0"], "encoder.n_feats=0 must be a positive int"),
+    (
+        "decoder-mlp-zero",
+        ["model.decoder.mlp_hidden=[0]"],
+        "model.decoder.mlp_hidden[0]=0 must be a positive int",
+    ),
+    ("encoder-extra-field", ["+encoder.depth=3"], "encoder has unknown field 'depth'"),
+    # The learning-rate schedule.
+    ("gamma-negative", ["scheduler.gamma=-1"], "scheduler.gamma=-1 must be a number in (0, 1]"),
+    ("gamma-above-one", ["scheduler.gamma=2"], "scheduler.gamma=2 must be a number in (0, 1]"),
+    (
+        "milestones-decreasing",
+        ["scheduler.milestones=[400,200]"],
+        "scheduler.milestones=[400,200] must be strictly increasing whole numbers of epochs >= 1",
+    ),
+    ("milestones-zero", ["scheduler.milestones=[0,10]"], "scheduler.milestones=[0,10] must be"),
+    # Fewer samples than one global batch: zero steps an epoch.
+    (
+        "data-smaller-than-a-batch",
+        ["data.batch_size=16"],
+        "data: 9 training samples (9 images x repeat 1) are fewer than one global batch of 16 "
+        "(data.batch_size): lower data.batch_size or raise data.repeat",
+    ),
+    # -1 (every GPU) where the accelerator is the CPU: the advice lists what works on a CPU.
+    (
+        "devices-all-on-cpu",
+        ["trainer.devices=-1"],
+        "trainer.devices=-1 asks for every GPU: trainer.accelerator=cpu runs on the CPU here: use a "
+        "positive number of processes",
+    ),
 ]
+
+# Refused while the command line is checked, before Hydra runs: nothing at all is written.
+COMMAND_ROWS = [
+    (
+        "unknown-key",
+        ["foo=1"],
+        "unknown option foo: python -m lte.train --cfg job lists the options (add + in front, "
+        "+foo=1, only to add a new key)",
+    ),
+    (
+        "unknown-key-elsewhere",
+        ["model.hidden_dim=7"],
+        "unknown option model.hidden_dim: did you mean model.decoder.hidden_dim? (add + in front, "
+        "+model.hidden_dim=7, only to add a new key)",
+    ),
+    (
+        "unknown-key-misspelt",
+        ["trainer.devicess=2"],
+        "unknown option trainer.devicess: did you mean trainer.devices?",
+    ),
+    (
+        "unknown-trainer-argument",
+        ["trainer.accumulate_grad_batches=0"],
+        "unknown option trainer.accumulate_grad_batches: python -m lte.train --cfg job lists the "
+        "options (add + in front, +trainer.accumulate_grad_batches=0, only to add a new key)",
+    ),
+    (
+        "unknown-model",
+        ["model=nope"],
+        "model=nope is not an option of model: choose one of liif, lte, metasr, nearest",
+    ),
+    (
+        "unknown-logger",
+        ["logger=nope"],
+        "logger=nope is not an option of logger: choose one of csv, none, wandb",
+    ),
+    (
+        "unknown-encoder",
+        ["encoder=nonsense"],
+        "encoder=nonsense is not an option of encoder: choose one of edsr, edsr_baseline, "
+        "edsr_tiny, rdn, rdn_tiny, swinir, swinir_tiny",
+    ),
+    (
+        "unknown-data-hides-fragments",
+        ["data=nope"],
+        "data=nope is not an option of data: choose one of div2k, div2k_paired, folder, paired, "
+        "sample",
+    ),
+    ("testset-is-not-a-training-group", ["testset=nope"], "unknown option testset:"),
+    (
+        "plus-on-an-existing-key",
+        ["+seed=3"],
+        "+seed=3: seed exists already, and + only adds a new key: drop the + (seed=3)",
+    ),
+    ("delete-a-missing-key", ["~foo"], "Could not delete from config. 'foo' does not exist."),
+    ("unreadable-override", ["foo=[1,"], "cannot read the option 'foo=[1,'"),
+    (
+        "sweep-without-multirun",
+        ["data.scale_max=2,3"],
+        "data.scale_max=2,3 gives several values: add -m to run one job per value",
+    ),
+]
+
+
+#: What Hydra writes into a run folder before the job starts (its config record and log), and the
+#: lock file the job holds: a job that refuses its options leaves these files and no other.
+HYDRA_RECORD = (".hydra", "train.log", ".lte-run.lock")
 
 
 @pytest.mark.parametrize(("overrides", "fragment"), [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
@@ -124,11 +232,62 @@ def test_bad_input_is_one_line(tmp_path: Path, overrides: list[str], fragment: s
     (scratch / "garbage.ckpt").write_bytes(b"\x00" * 100)
     torch.save({"model": {"sd": {}}}, scratch / "weights.pth")
     run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("the user's own file")
+    before = snapshot(run, scratch)
     args = [o.format(run=run, tmp=scratch) for o in overrides]
     if not any(a.startswith("hydra.run.dir=") for a in args):
         args.append(f"hydra.run.dir={run}")
     assert_one_line(train_cli(*args), fragment)
-    assert not (run / "checkpoints" / "last.ckpt").exists(), "nothing may be trained or written"
+    after = snapshot(run, scratch)
+    assert {k: after.get(k) for k in before} == before, "nothing that was there may change"
+    added = [Path(k).relative_to(run) for k in after.keys() - before.keys() if Path(k).is_file()]
+    assert all(p.parts[0] in HYDRA_RECORD for p in added), added  # (an empty checkpoints/ is fine)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"), [r[1:] for r in COMMAND_ROWS], ids=[r[0] for r in COMMAND_ROWS]
+)
+def test_bad_command_line_is_one_line_and_writes_nothing(
+    tmp_path: Path, overrides: list[str], fragment: str
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("the user's own file")
+    before = snapshot(tmp_path)
+    assert_one_line(train_cli(*overrides, f"hydra.run.dir={run}"), fragment)
+    assert snapshot(tmp_path) == before
+
+
+def test_cfg_job_prints_the_config_or_one_line(tmp_path: Path) -> None:
+    """``--cfg job`` keeps printing the composed config, and names an unknown key in one line."""
+    run = tmp_path / "run"
+    res = run_main(train_main, ["--cfg", "job", *TINY, f"hydra.run.dir={run}"], prog="train.py")
+    assert res.returncode == 0 and "hidden_dim: 256" in res.stdout, res.stderr[-2000:]
+    bad = run_main(train_main, ["--cfg", "job", "model.hidden_dim=7"], prog="train.py")
+    assert_one_line(bad, "unknown option model.hidden_dim: did you mean model.decoder.hidden_dim?")
+    assert not run.exists(), "printing the config writes nothing"
+
+
+def test_missing_sweeper_plugin_is_one_line(tmp_path: Path) -> None:
+    """hparams_search and the SLURM launcher need Hydra plugins (extras sweep, slurm)."""
+    import importlib.util
+
+    for override, plugin, extra in (
+        ("hparams_search=scale_lr_optuna", "hydra_plugins.hydra_optuna_sweeper", "sweep"),
+        ("hydra/launcher=slurm", "hydra_plugins.hydra_submitit_launcher", "slurm"),
+    ):
+        try:
+            installed = importlib.util.find_spec(plugin) is not None
+        except ModuleNotFoundError:
+            installed = False
+        if installed:
+            continue
+        res = train_cli(override, f"hydra.sweep.dir={tmp_path / 'sweep'}")
+        assert_one_line(
+            res, f"needs a Hydra plugin that is not installed: pip install 'lte[{extra}]'"
+        )
+        assert not (tmp_path / "sweep").exists()
 
 
 def test_real_entry_point_prints_one_line(tmp_path: Path) -> None:
@@ -203,3 +362,18 @@ def test_resume_from_another_model_is_one_line(
         train_cli(f"hydra.run.dir={run}", "ckpt_path=last", *overrides), fragment
     )
     assert "resume with the model and encoder options of that run" in line
+
+
+def test_device_advice_names_only_what_works_here() -> None:
+    """``trainer.devices`` advice: this machine's GPUs and their indices, or CPU processes."""
+    from lte.training.checks import device_choices
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    advice = device_choices("auto")
+    if gpus:
+        indices = ",".join(str(i) for i in range(gpus))
+        assert f"from 1 to {gpus}" in advice and f"[{indices}]" in advice and "-1" in advice
+    elif not torch.backends.mps.is_available():
+        assert "positive number of processes" in advice and "-1" not in advice
+    cpu = device_choices("cpu")
+    assert "runs on the CPU here" in cpu and "-1" not in cpu

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -465,11 +466,23 @@ def check_progress(value: Any) -> bool | None:
 
 @hydra.main(version_base=None, config_path="../conf", config_name="test")
 @exit_on_user_error
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point (``python -m lte.test`` / ``lte-test``)."""
+def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     run_test(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+@exit_on_user_error
+def main() -> None:
+    """Entry point of ``python -m lte.test`` / ``lte-test``.
+
+    The command line is checked before Hydra runs it (:mod:`lte.cli.overrides`): an unknown key or
+    test set is one ``error: ...`` line and exit 2, as every other mistake.
+    """
+    from lte.cli.overrides import check_command
+
+    check_command(sys.argv[1:], config_name="test", prog="python -m lte.test")
+    _hydra_main()
 
 
 if __name__ == "__main__":

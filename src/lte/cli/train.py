@@ -12,14 +12,18 @@ Examples:
 
 Everything of a run lands in its run directory (``hydra.run.dir``): ``checkpoints/last.ckpt`` and
 ``checkpoints/best.ckpt``, the W&B or CSV logs, ``images/`` and Hydra's ``.hydra/`` config record.
-A directory that already holds checkpoints is resumed with ``ckpt_path=last``, never overwritten.
+A directory that already holds checkpoints is resumed with ``ckpt_path=last``, never overwritten,
+and a directory another run is using is refused (:mod:`lte.training.run_lock`). Ctrl-C or SIGTERM
+saves the current step and prints the command that resumes it (:mod:`lte.training.interrupt`).
 See docs/training.md. The work itself is :func:`lte.training.run.train`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import hydra
@@ -57,15 +61,22 @@ OmegaConf.register_new_resolver("lte_train_groups", train_groups_help, replace=T
 @hydra.main(version_base=None, config_path="../conf", config_name="train")
 @exit_on_user_error
 def _hydra_main(cfg: DictConfig) -> float | None:
-    from lte.training.run import train
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    metrics = train(cfg)
+    from lte.training.run import train
+    from lte.training.run_lock import hold_run_dir
+
+    # A single run's folder is held already (main); a multirun job takes its own folder here.
+    hydra_cfg = HydraConfig.get()
+    option = "hydra.sweep.dir" if hydra_cfg.mode == RunMode.MULTIRUN else "hydra.run.dir"
+    with hold_run_dir(hydra_cfg.runtime.output_dir, option=option):
+        metrics = train(cfg)
     # What a sweeper (hparams_search=..., Optuna) optimises; a plain run ignores it.
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 
 
-@exit_on_user_error
 def _check_output_dir(argv: list[str]) -> None:
     """Create the run (or sweep) folder a command names, before Hydra does.
 
@@ -86,14 +97,38 @@ def _check_output_dir(argv: list[str]) -> None:
         ) from None
 
 
+@contextlib.contextmanager
+def _checked_command(argv: list[str]) -> Iterator[None]:
+    """Check the command line (:mod:`lte.cli.overrides`); for a single run, hold its folder for
+    as long as the block lasts, taken before Hydra writes its config record and log into it."""
+    from lte.cli.overrides import check_command, pinned_run_dir
+
+    command = check_command(argv, config_name="train", prog="python -m lte.train", hidden=FRAGMENTS)
+    if command is not None and not command.runs_jobs:  # --cfg: Hydra prints, creates nothing
+        yield
+        return
+    if command is None or command.run_dir is None:
+        _check_output_dir(argv)
+        yield
+        return
+    from lte.training.run_lock import hold_run_dir
+
+    with hold_run_dir(command.run_dir):
+        if command.run_dir_pinned:  # the folder of ${now:...} as resolved now, not a second later
+            sys.argv = [sys.argv[0], *argv, pinned_run_dir(command.run_dir)]
+        yield
+
+
+@exit_on_user_error
 def main() -> None:
     """Entry point of ``lte-train`` / ``python -m lte.train``.
 
-    Hydra prints a short message plus a hint about ``HYDRA_FULL_ERROR`` for config errors; a
-    :class:`~lte.errors.UserError` inside the job becomes one ``error: ...`` line and exit 2.
+    Config mistakes (an unknown key or group option, a bad value) and anything else the user can
+    fix are one ``error: ...`` line and exit 2; Ctrl-C and SIGTERM save the current step and end
+    with ``interrupted: ...`` and exit 130 (:mod:`lte.training.interrupt`).
     """
-    _check_output_dir(sys.argv[1:])
-    _hydra_main()
+    with _checked_command(sys.argv[1:]):
+        _hydra_main()
 
 
 if __name__ == "__main__":

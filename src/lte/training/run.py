@@ -10,15 +10,18 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lte.errors import UserError
-from lte.training.checks import build, check_config
+from lte.errors import EXIT_INTERRUPTED, Interrupted, UserError
+from lte.training.checks import build, check_config, check_training_samples
 from lte.training.console import config_tree, setup_console
+from lte.training.interrupt import StopOnSignal, resume_command
 from lte.training.loggers import (
     build_loggers,
     default_tags,
@@ -130,6 +133,15 @@ def describe_validation(datamodule: Any) -> str:
     )
 
 
+def check_samples(datamodule: Any) -> None:
+    """At least one global batch of training samples (see :func:`check_training_samples`)."""
+    train_set = getattr(datamodule, "train_set", None)
+    batch = getattr(datamodule, "batch_size", None)
+    if train_set is None or batch is None:
+        return
+    check_training_samples(len(train_set), int(getattr(datamodule, "repeat", 1)), int(batch))
+
+
 def model_node(cfg: DictConfig) -> DictConfig:
     """The config without ``model.compile``: a training option, not an argument of SRModel."""
     out = copy.deepcopy(cfg)
@@ -184,6 +196,7 @@ def _train(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = build("data", instantiate, cfg.data)
     datamodule.setup("fit")  # scan and validate the folders now: a bad path fails in one line
+    check_samples(datamodule)
     check_optimized_metric(cfg, list(datamodule.val_names))
     net = build("model", instantiate_model, model_node(cfg))
     data_smax = float(datamodule.scale_max)
@@ -231,6 +244,9 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     ]
     if not loggers:  # LearningRateMonitor refuses to run without a logger: nothing to log into
         callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
+    # First, so that its Ctrl-C handler is in place before any other callback's start hook runs.
+    stopper = StopOnSignal(ckpt_dir, resume_command(run_dir))
+    callbacks.insert(0, stopper)
     trainer: L.Trainer = build(
         "trainer",
         instantiate,
@@ -252,9 +268,23 @@ def _train(cfg: DictConfig) -> dict[str, float]:
         if warning:
             log.warning(warning)
     data = TrainingData(datamodule, seed=int(cfg.seed))
+    sigint = signal.getsignal(signal.SIGINT)
     try:
         trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    except Interrupted:
+        if rank != 0:  # every process stops; rank 0 alone says so
+            raise SystemExit(EXIT_INTERRUPTED) from None
+        raise
+    except SystemExit:  # Lightning's own exits after a Ctrl-C, or SIGTERM in validation
+        stop = stopper.explain(trainer)
+        if stop is None:
+            raise
+        if rank != 0:
+            raise SystemExit(EXIT_INTERRUPTED) from None
+        raise stop from None
     finally:
+        if sigint is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, sigint)
         if run_id is not None and trainer.is_global_zero:
             import wandb
 
