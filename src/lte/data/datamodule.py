@@ -25,9 +25,10 @@ from lte.data.datasets import (
     mixed_scale_specs,
     real_option,
 )
-from lte.data.layouts import format_scale, list_images
+from lte.data.layouts import list_images
 from lte.data.store import ImageStore, check_cache
 from lte.errors import UserError
+from lte.scales import format_scale
 
 
 def checkout_root() -> Path | None:
