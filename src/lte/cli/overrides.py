@@ -24,9 +24,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from lte.conf import CONF_DIR as _CONF
 from lte.errors import UserError
-
-_CONF = Path(__file__).resolve().parents[1] / "conf"
 
 #: Hydra plugins that configs of lte select, and how to install them (pyproject extras).
 PLUGINS = {
