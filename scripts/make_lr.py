@@ -21,10 +21,11 @@ import os
 from pathlib import Path
 
 from lte.data.images import load_rgb, save_rgb
-from lte.data.layouts import format_scale, list_images
+from lte.data.layouts import list_images
 from lte.data.resize import lr_size, make_lr
 from lte.errors import UserError, exit_on_user_error, quote
 from lte.files import check_output
+from lte.scales import format_scale
 
 
 def parse_scales(text: str) -> list[float]:

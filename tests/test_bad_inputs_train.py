@@ -217,6 +217,17 @@ COMMAND_ROWS = [
         ["data.scale_max=2,3"],
         "data.scale_max=2,3 gives several values: add -m to run one job per value",
     ),
+    (
+        "replaced-experiment",
+        ["experiment=edsr_baseline_x2"],
+        "experiment=edsr_baseline_x2 was replaced by: experiment=fixed_scale "
+        "encoder=edsr_baseline data.scale=2",
+    ),
+    (
+        "replaced-experiment-in-a-sweep",
+        ["experiment=rdn_lte,rdn_x4"],
+        "experiment=rdn_x4 was replaced by: experiment=fixed_scale encoder=rdn data.scale=4",
+    ),
 ]
 
 

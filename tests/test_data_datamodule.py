@@ -239,7 +239,8 @@ def test_experiments_hold_only_what_they_change(name: str) -> None:
     root = cfg.paths.data_dir
     if cfg.data._target_ == "lte.data.paired.PairedDataModule":  # fixed-scale rows: DIV2K pairs
         s = cfg.data.scale
-        assert name.endswith(f"_x{s}")
+        # x2 unless data.scale=3|4 says otherwise; the upsampler follows.
+        assert (name, s, cfg.encoder.upscale) == ("fixed_scale", 2, 2)
         assert cfg.data.train_hr_dir == f"{root}/DIV2K_train_HR"
         assert cfg.data.train_lr_dir == f"{root}/DIV2K_train_LR_bicubic/X{s}"
         assert cfg.data.val_lr_dir == f"{root}/DIV2K_valid_LR_bicubic/X{s}"

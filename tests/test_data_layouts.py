@@ -9,7 +9,6 @@ import pytest
 
 from lte.data.images import save_rgb
 from lte.data.layouts import (
-    format_scale,
     list_images,
     pair_by_name,
     require_pairs,
@@ -71,7 +70,3 @@ def test_pair_div2k_and_same_name_and_fractional(tmp_path: Path) -> None:
     touch_images(lr25, ["0801x2.5.png", "0802x2.5.jpg"])
     pairs, unpaired = pair_by_name(hr, lr25, 2.5)
     assert [lr.name for _, lr in pairs] == ["0801x2.5.png", "0802x2.5.jpg"] and not unpaired
-
-
-def test_format_scale() -> None:
-    assert format_scale(2.0) == "2" and format_scale(2.5) == "2.5" and format_scale(4) == "4"

@@ -9,6 +9,7 @@ files, loaded and exported back. Every refusal is a one-line error naming the sc
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from torch import Tensor
 
 from cli import run_in_process, run_module
@@ -372,6 +375,63 @@ def test_upscale_cli_refuses_another_scale(tmp_path: Path) -> None:
         assert not (tmp_path / "b.png").exists()
 
 
+# --- the experiment ------------------------------------------------------------------------------
+
+#: One of the six per-scale files that ``experiment=fixed_scale`` replaced, as each one read.
+OLD_EXPERIMENT = """# @package _global_
+defaults:
+  - override /model: nearest
+  - override /encoder: {encoder}
+  - override /data: div2k_paired
+
+encoder:
+  upscale: {s}
+data:
+  scale: {s}
+"""
+
+#: The parts of a run's config that decide what is trained, and how.
+SECTIONS = ("encoder", "model", "data", "optimizer", "scheduler", "trainer", "module")
+
+
+@pytest.mark.parametrize("encoder", ["edsr_baseline", "rdn"])
+@pytest.mark.parametrize("s", [2, 3, 4])
+def test_fixed_scale_experiment_composes_as_the_per_scale_file_it_replaced(
+    tmp_path: Path, encoder: str, s: int
+) -> None:
+    conf = tmp_path / "conf"
+    shutil.copytree(ROOT / "src" / "lte" / "conf", conf)
+    (conf / "experiment" / f"old_{encoder}_x{s}.yaml").write_text(
+        OLD_EXPERIMENT.format(encoder=encoder, s=s)
+    )
+    paths = ["paths.data_dir=/data", "paths.output_dir=/run"]  # resolvable outside a Hydra run
+    new = ["experiment=fixed_scale", f"data.scale={s}"]
+    commands = [[*new, f"encoder={encoder}"]]
+    if encoder == "edsr_baseline":
+        commands.append(new)  # the experiment's encoder when none is chosen
+    if s == 2:
+        commands.append(["experiment=fixed_scale", f"encoder={encoder}"])  # its default scale
+    with initialize_config_dir(str(conf), version_base=None):
+        old = compose("train", overrides=[f"experiment=old_{encoder}_x{s}", *paths])
+        for command in commands:
+            cfg = compose("train", overrides=[*command, *paths])
+            for key in SECTIONS:
+                want = OmegaConf.to_container(old[key], resolve=True)
+                assert OmegaConf.to_container(cfg[key], resolve=True) == want, (command, key)
+    assert cfg.encoder.upscale == cfg.data.scale == cfg.model.scale_max == s
+
+
+def test_the_replaced_experiments_name_their_replacement() -> None:
+    from lte.cli.overrides import RENAMED, check_command
+
+    assert len(RENAMED["train"]) == 6
+    for old, new in RENAMED["train"].items():
+        with pytest.raises(UserError) as err:
+            check_command([old], config_name="train", prog="python -m lte.train")
+        assert str(err.value) == f"{old} was replaced by: {new}"
+        assert check_command(new.split(), config_name="train", prog="train") is not None
+
+
 # --- end to end ----------------------------------------------------------------------------------
 
 
@@ -386,8 +446,8 @@ def error_line(res: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-#: The fixed-scale experiments and the tiny encoder each is trained with in the end-to-end test.
-FIXED_EXPERIMENTS = (("edsr_baseline", "edsr_tiny"), ("rdn", "rdn_tiny"))
+#: The fixed-scale encoders, and the tiny one each is trained as in the end-to-end test.
+FIXED_ENCODERS = (("edsr_baseline", "edsr_tiny"), ("rdn", "rdn_tiny"))
 
 
 @pytest.fixture(scope="module")
@@ -409,22 +469,23 @@ def lr_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("experiment", "tiny", "s"),
-    [(f"{enc}_x{s}", tiny, s) for enc, tiny in FIXED_EXPERIMENTS for s in (2, 3, 4)],
+    ("tiny", "s"), [(tiny, s) for _, tiny in FIXED_ENCODERS for s in (2, 3, 4)]
 )
 def test_fixed_scale_trains_on_pairs_and_is_tested_at_its_scale_only(
-    tmp_path: Path, lr_root: Path, experiment: str, tiny: str, s: int
+    tmp_path: Path, lr_root: Path, tiny: str, s: int
 ) -> None:
-    """Each fixed-scale experiment, tiny, on LR/HR pairs of the bundled photos, then ``lte.test``.
+    """``experiment=fixed_scale`` at each scale with each encoder family, tiny, on LR/HR pairs of
+    the bundled photos, then ``lte.test``.
 
     Training runs in a subprocess; ``lte.test`` through its entry point in-process.
     """
     run_dir = tmp_path / "run"
     train = run(
         "lte.train",
-        f"experiment={experiment}",
+        "experiment=fixed_scale",
         f"encoder={tiny}",
         "data=paired",  # the bundled photos' pairs instead of DIV2K's
+        f"data.scale={s}",
         f"data.train_hr_dir={SAMPLE_DIR / 'train'}",
         f"data.train_lr_dir={lr_root / 'train' / f'X{s}'}",
         f"data.val_hr_dir={SAMPLE_DIR / 'val'}",

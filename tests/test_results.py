@@ -17,7 +17,6 @@ from lte.results import (
     RESULT_KEYS,
     ResultRecord,
     check_results_file,
-    format_scale,
     merge_results,
     read_results,
 )
@@ -30,10 +29,6 @@ def record(**kw: object) -> ResultRecord:
     )  # fmt: skip
     base.update(kw)
     return ResultRecord(**base)  # type: ignore[arg-type]
-
-
-def test_format_scale() -> None:
-    assert [format_scale(s) for s in (2, 2.0, 2.5, 12, 1.25)] == ["2", "2", "2.5", "12", "1.25"]
 
 
 def test_results_file_schema_merge_and_csv(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Callbacks that tests add to real training runs, to make something happen at a known step.
 
 Added with ``+callbacks.NAME._target_=train_callbacks.SignalAtStep`` and the like: the tests folder is
-on ``sys.path`` in-process (conftest.py); a subprocess needs ``PYTHONPATH=tests``.
+on ``sys.path`` in-process (``pythonpath`` in pyproject.toml); a subprocess needs ``PYTHONPATH=tests``.
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ from lte.atomic import atomic_path, atomic_write_text, file_kind, write_error
 from lte.errors import UserError, quote
 from lte.files import check_output
 from lte.published import PUBLISHED_CKPT, UNCHECKED, published_records
-from lte.results import RESULT_KEYS, format_scale, read_results, results_csv
+from lte.results import RESULT_KEYS, read_results, results_csv
+from lte.scales import format_scale
 
 #: Suffix of published rows' labels.
 PAPER_TAG = " (paper)"

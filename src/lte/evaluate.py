@@ -38,7 +38,8 @@ from lte.inference import DEFAULT_CHUNK, check_backend, kernel_for_backend, pred
 from lte.metrics import psnr_protocol, shave_border, ssim_protocol
 from lte.models.decoders import Kernel
 from lte.models.identity import labels
-from lte.results import ResultRecord, format_scale
+from lte.results import ResultRecord
+from lte.scales import format_scale
 from lte.testsets import TestSet
 
 log = logging.getLogger(__name__)

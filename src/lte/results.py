@@ -6,8 +6,8 @@ with the same rows as CSV beside it::
     {"testset": "set5", "scale": 2, "protocol": "benchmark", "psnr": 38.23, "ssim": 0.9614,
      "images": 5, "model": "lte", "encoder": "rdn", "ckpt": "ckpts/rdn-lte.pth"}
 
-This module imports neither torch nor Hydra, so reading and comparing results is instant. It also
-holds the project's one scale formatter, :func:`format_scale`.
+This module imports neither torch nor Hydra, so reading and comparing results is instant. Scales
+are written with :mod:`lte.scales`.
 
 Writers merge: records already in the file are kept, a record with the same key replaces the old
 one (and says so in the log), and the whole read-merge-write happens under a file lock, so parallel
@@ -38,23 +38,9 @@ from filelock import FileLock
 from lte.atomic import atomic_write_text, write_target
 from lte.errors import UserError, quote
 from lte.files import check_input, check_output, label
+from lte.scales import format_scale, scale_value
 
 log = logging.getLogger(__name__)
-
-
-def format_scale(scale: float) -> str:
-    """A scale as folders, files, tables and metric names spell it: ``2`` for 2.0, ``2.5`` for 2.5.
-
-    Write ``f"x{format_scale(s)}"`` for a column or file tag (``x2``, ``x2.5``).
-    """
-    s = float(scale)
-    return str(int(s)) if s.is_integer() else f"{s:g}"
-
-
-def scale_value(scale: float) -> int | float:
-    """A scale as JSON stores it: ``2`` for 2.0 (as the tables print it), the float otherwise."""
-    s = float(scale)
-    return int(s) if s.is_integer() else s
 
 
 @dataclass

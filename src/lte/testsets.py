@@ -30,7 +30,7 @@ from lte.data.layouts import is_image, list_images, lr_candidates
 from lte.data.resize import lr_size, make_lr
 from lte.errors import UserError, quote
 from lte.metrics import PROTOCOLS, shave_border
-from lte.results import format_scale
+from lte.scales import format_scale
 
 log = logging.getLogger(__name__)
 

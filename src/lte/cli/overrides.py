@@ -24,15 +24,38 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from lte.conf import CONF_DIR as _CONF
 from lte.errors import UserError
-
-_CONF = Path(__file__).resolve().parents[1] / "conf"
 
 #: Hydra plugins that configs of lte select, and how to install them (pyproject extras).
 PLUGINS = {
     "hydra/sweeper/optuna": ("the Optuna sweeper (hparams_search=...)", "sweep"),
     "hydra/launcher/submitit_slurm": ("the SLURM launcher (hydra/launcher=slurm)", "slurm"),
 }
+
+#: Group options that were replaced, per app (``train``, ``test``): the old option as written on a
+#: command line, and the options that now do the same.
+RENAMED = {
+    "train": {
+        "experiment=edsr_baseline_x2": "experiment=fixed_scale encoder=edsr_baseline data.scale=2",
+        "experiment=edsr_baseline_x3": "experiment=fixed_scale encoder=edsr_baseline data.scale=3",
+        "experiment=edsr_baseline_x4": "experiment=fixed_scale encoder=edsr_baseline data.scale=4",
+        "experiment=rdn_x2": "experiment=fixed_scale encoder=rdn data.scale=2",
+        "experiment=rdn_x3": "experiment=fixed_scale encoder=rdn data.scale=3",
+        "experiment=rdn_x4": "experiment=fixed_scale encoder=rdn data.scale=4",
+    },
+}
+
+
+def _check_renamed(overrides: list[str], config_name: str) -> None:
+    """A replaced option, alone or among a sweep's values, is one line naming its replacement."""
+    renamed = RENAMED.get(config_name, {})
+    for text in overrides:
+        key, _, values = text.lstrip("+").partition("=")
+        for value in values.split(","):
+            old = f"{key}={value.strip()}"
+            if old in renamed:
+                raise UserError(f"{old} was replaced by: {renamed[old]}")
 
 
 @dataclass(frozen=True)
@@ -222,8 +245,8 @@ def check_command(
         hidden: ``group/option`` names not to list among a group's options (fragments).
 
     Raises:
-        UserError: one line for the first unknown key, unknown group option, unreadable override,
-            sweep outside a multirun, or missing Hydra plugin.
+        UserError: one line for the first replaced option (:data:`RENAMED`), unknown key, unknown
+            group option, unreadable override, sweep outside a multirun, or missing Hydra plugin.
     """
     from hydra._internal.utils import get_args_parser
     from hydra.errors import HydraException
@@ -242,6 +265,7 @@ def check_command(
     ):
         return None
     overrides = list(args.overrides)
+    _check_renamed(overrides, config_name)
     compose = _Composer(config_name)
     one_job = overrides
     try:

@@ -34,13 +34,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from lte.devices import resolve_device
 from lte.errors import Interrupted, UserError, as_user_error, exit_on_user_error, quote
 from lte.evaluate import NO_PROFILE, EvalSettings, StageProfile, evaluate_testset
-from lte.results import (
-    ResultRecord,
-    check_results_file,
-    format_scale,
-    merge_results,
-    scale_value,
-)
+from lte.results import ResultRecord, check_results_file, merge_results
+from lte.scales import format_scale, scale_value
 from lte.testsets import TestSet
 
 log = logging.getLogger("lte.test")

@@ -29,6 +29,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from lte.conf import CONF_DIR as _CONF
 from lte.errors import UserError, exit_on_user_error
 
 #: The config groups a training run is composed from, in the order --help lists them.
@@ -36,7 +37,6 @@ TRAIN_GROUPS = ("model", "encoder", "data", "trainer", "logger", "callbacks", "e
 TRAIN_GROUPS += ("debug", "hparams_search")
 #: Options that other configs include and that are not meant to be chosen on their own.
 FRAGMENTS = frozenset({"data/base", "experiment/paper", "experiment/paper_swinir"})
-_CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def train_groups_help() -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from importlib.resources import files
 from pathlib import Path
 
 import lightning as L
@@ -25,22 +26,31 @@ from lte.data.datasets import (
     mixed_scale_specs,
     real_option,
 )
-from lte.data.layouts import format_scale, list_images
+from lte.data.layouts import list_images
 from lte.data.store import ImageStore, check_cache
 from lte.errors import UserError
+from lte.scales import format_scale
+
+#: The bundled photos (``train/``, ``val/``), relative to an lte checkout: ``data=sample`` names
+#: ``data/sample/train`` and ``data/sample/val``.
+SAMPLE_DIR = Path("data", "sample")
+
+
+def package_dir() -> Path:
+    """The folder of the lte package that is imported (``<checkout>/src/lte`` or site-packages)."""
+    return Path(str(files("lte"))).resolve()
 
 
 def checkout_root() -> Path | None:
     """The lte source checkout this package runs from, or None for an installed copy.
 
-    ``data=sample`` names ``data/sample`` of the repository. With an editable install or
-    ``PYTHONPATH=src`` the package sits at ``<checkout>/src/lte``, so the bundled photos are found
-    from any working directory; a wheel installed into site-packages has no checkout beside it.
+    The checkout is a src layout: with an editable install or ``PYTHONPATH=src`` the package is
+    ``<checkout>/src/lte`` beside ``<checkout>/pyproject.toml``, so :data:`SAMPLE_DIR` is found from
+    any working directory. A wheel installed into site-packages has no checkout around it.
     """
-    root = Path(__file__).resolve().parents[3]
-    src = Path(__file__).resolve().parents[2]
-    if src.name == "src" and (root / "pyproject.toml").is_file():
-        return root
+    src = package_dir().parent
+    if src.name == "src" and (src.parent / "pyproject.toml").is_file():
+        return src.parent
     return None
 
 
@@ -65,16 +75,16 @@ def resolve_dir(path: str | os.PathLike[str], option: str) -> Path:
 def download_hint(path: Path, option: str = "data.train_dir") -> str:
     """How to get the data for a folder, going by its name."""
     text = str(path)
-    if not path.is_absolute() and path.parts[:2] == ("data", "sample"):
+    if not path.is_absolute() and path.parts[: len(SAMPLE_DIR.parts)] == SAMPLE_DIR.parts:
         root = checkout_root()
         if root is None:
             return (
-                f"data=sample reads data/sample of an lte checkout, and this lte is installed at "
-                f"{Path(__file__).resolve().parents[1]} (no checkout): run from the checkout's "
-                f"folder, or set {option} to the photos' folder"
+                f"data=sample reads {SAMPLE_DIR} of an lte checkout, and this lte is installed at "
+                f"{package_dir()} (no checkout): run from the checkout's folder, or set {option} "
+                "to the photos' folder"
             )
         return (
-            f"data=sample reads data/sample from the current folder or the lte checkout {root}, "
+            f"data=sample reads {SAMPLE_DIR} from the current folder or the lte checkout {root}, "
             f"and neither has it: set {option} to the photos' folder"
         )
     if "DIV2K" in text:

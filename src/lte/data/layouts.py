@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lte.data.images import IMAGE_SUFFIXES
 from lte.errors import UserError
-from lte.results import format_scale  # the project's one scale formatter, used here too
+from lte.scales import format_scale
 
 _HINT_DIV2K = "run scripts/download_div2k.sh (see docs/data.md)"
 _HINT_FOLDER = "check the path, or see docs/data.md for how to get the data"

@@ -8,17 +8,14 @@ read as data by :mod:`lte.checkpoint` through :class:`lte.models.spec.ModelSpec`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lte.conf import CONF_DIR
 from lte.errors import UserError
 from lte.models.sr import SRModel
-
-#: The repository's Hydra config directory.
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def available(group: str) -> list[str]:
