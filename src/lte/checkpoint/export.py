@@ -15,16 +15,15 @@ import torch
 
 from lte.atomic import atomic_path
 from lte.checkpoint.fixed_scale import fixed_scale_state, is_fixed_scale_decoder
+from lte.checkpoint.layouts import layout_of, refuse_other_decoder, to_layout_keys
 from lte.checkpoint.loading import LoadedModel, load_with_file
 from lte.checkpoint.lte_format import checkpoint_metadata
 from lte.checkpoint.official import (
     OFFICIAL_SCALE_MAX,
     decoder_arguments,
     encoder_spec,
-    layout_of,
     official_models,
     release_buffers,
-    to_layout_keys,
     to_official_keys,
 )
 from lte.errors import UserError
@@ -68,17 +67,6 @@ def check_layout(layout: Any) -> str:
     return layout
 
 
-def _refuse_other_decoder(layout: str, kind: str) -> None:
-    """A decoder's other layout holds that decoder only."""
-    family, _ = layout_of(layout)
-    if family.kind != kind:
-        title = family.release.title  # type: ignore[union-attr]
-        raise UserError(
-            f"layout {layout!r} holds {title} models only, and this model's decoder is "
-            f"{kind}: export it with the standard layout"
-        )
-
-
 def official_state(model: SRModel, layout: str = "standard") -> dict[str, Any]:
     """The ``{"model": {"name", "args", "sd"}}`` dict of an official release holding ``model``'s weights.
 
@@ -91,7 +79,7 @@ def official_state(model: SRModel, layout: str = "standard") -> dict[str, Any]:
     spec = ModelSpec.from_dict(model.describe(), "model to export")
     if is_fixed_scale_decoder(spec.decoder.kind):
         if layout != "standard":
-            _refuse_other_decoder(layout, spec.decoder.kind)
+            refuse_other_decoder(layout, spec.decoder.kind)
         return fixed_scale_state(model, spec)
     decoder = spec.decoder.to_dict()
     if spec.scale_max != OFFICIAL_SCALE_MAX:
@@ -104,7 +92,7 @@ def official_state(model: SRModel, layout: str = "standard") -> dict[str, Any]:
     if layout == "standard":
         name, rest = decoder_arguments(decoder)
     else:
-        _refuse_other_decoder(layout, spec.decoder.kind)
+        refuse_other_decoder(layout, spec.decoder.kind)
         _, other = layout_of(layout)
         name, rest = layout, other.write(decoder)
         sd = to_layout_keys(sd, other)

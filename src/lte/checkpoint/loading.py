@@ -20,13 +20,9 @@ import torch
 
 from lte.checkpoint.building import build_with_weights, check_storage, state_dict_of
 from lte.checkpoint.fixed_scale import fixed_scale_description, is_fixed_scale
+from lte.checkpoint.layouts import from_layout_keys
 from lte.checkpoint.lte_format import lte_spec, lte_weights
-from lte.checkpoint.official import (
-    from_layout_keys,
-    official_description,
-    release_buffers,
-    to_model_keys,
-)
+from lte.checkpoint.official import official_description, release_buffers, to_model_keys
 from lte.checkpoint.reading import TrainingRun, read_checkpoint, training_run
 from lte.errors import UserError, quote
 from lte.models.fields import FieldError

@@ -5,7 +5,7 @@ A release is ``{"model": {"name", "args", "sd"}}``: decoder parameters at the to
 not written here: each family's ``release`` table (``lte.models.edsr.RELEASE``, ...) says it, and
 the functions below use that one table both to read a file (:func:`official_description`) and to
 write one (:func:`encoder_spec`, :func:`decoder_arguments`), so the two directions cannot drift.
-A decoder with another layout (LTE+'s ``lte-fast``) declares it too (:func:`to_layout_keys`).
+A decoder with another layout (LTE+'s ``lte-fast``) declares it too (:mod:`.layouts`).
 
 Every argument a file holds is checked against what the released code accepts; each unsupported or
 ill-typed one is a one-line error naming it (``model.args.hidden_dim``).
@@ -22,11 +22,11 @@ from lte.errors import UserError
 from lte.models.families import decoder_families, encoder_families, encoder_family
 from lte.models.family import DecoderFamily, DecoderLayout, DecoderRelease, EncoderFamily
 from lte.models.fields import (
+    MAX_WIDTH,
     FieldError,
     check_node,
     float_field,
     int_field,
-    key_listing,
     must_be_true,
     one_of,
     short_repr,
@@ -50,7 +50,7 @@ IGNORED_ENCODER_ARGS = {
     "upscale": int_field(1, 64),
     "rgb_range": float_field(0.0, 1e4, lo_open=True),
     "img_range": float_field(0.0, 1e4, lo_open=True),
-    "img_size": int_field(1, 4096),
+    "img_size": int_field(1, MAX_WIDTH),
     "upsampler": _check_upsampler,
 }
 
@@ -146,11 +146,15 @@ def release_buffers(encoder: EncoderSpec | Mapping[str, Any]) -> dict[str, torch
 def official_models() -> dict[str, tuple[DecoderFamily, DecoderLayout | None]]:
     """Released model name -> (its decoder family, its other layout or ``None`` for the standard)."""
     out: dict[str, tuple[DecoderFamily, DecoderLayout | None]] = {}
-    families = [f for f in decoder_families() if isinstance(f.release, DecoderRelease)]
-    for family in families:
-        out[family.release.name] = (family, None)  # type: ignore[union-attr]
-    for family in families:
-        for layout in family.release.layouts:  # type: ignore[union-attr]
+    releases = [
+        (family, family.release)
+        for family in decoder_families()
+        if isinstance(family.release, DecoderRelease)
+    ]
+    for family, release in releases:
+        out[release.name] = (family, None)
+    for family, release in releases:
+        for layout in release.layouts:
             out[layout.name] = (family, layout)
     return out
 
@@ -167,7 +171,8 @@ def _read_decoder(family: DecoderFamily, args: Mapping[str, Any]) -> dict[str, A
         one_of(args["imnet_spec"]["name"], f"{path}.name", ("mlp",))
         imnet = args["imnet_spec"]["args"]
         check_node(imnet, f"{path}.args", ("hidden_list",), ("out_dim",))
-        if "out_dim" in imnet and int_field(1, 4096)(imnet["out_dim"], f"{path}.args.out_dim") != 3:
+        out_dim = int_field(1, MAX_WIDTH)
+        if "out_dim" in imnet and out_dim(imnet["out_dim"], f"{path}.args.out_dim") != 3:
             raise FieldError(f"{path}.args.out_dim", f"must be 3 (RGB), got {imnet['out_dim']}")
         hidden = rules["mlp_hidden"](imnet["hidden_list"], f"{path}.args.hidden_list")
         decoder["mlp_hidden"] = list(hidden)
@@ -236,13 +241,6 @@ def decoder_arguments(decoder: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return release.name, args
 
 
-def layout_of(name: str) -> tuple[DecoderFamily, DecoderLayout]:
-    """The decoder family owning the released layout ``name`` (``lte-fast``), and the layout."""
-    family, layout = official_models()[name]
-    assert layout is not None
-    return family, layout
-
-
 # --- weight names -----------------------------------------------------------------------------------
 
 
@@ -260,41 +258,3 @@ def to_model_keys(official_sd: Mapping[str, Any], skipped: set[str]) -> dict[str
 def to_official_keys(model_sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Inverse of :func:`to_model_keys` for the parameters this model holds."""
     return {k.removeprefix("decoder."): v for k, v in model_sd.items()}
-
-
-def from_layout_keys(sd: Mapping[Any, Any], layout: DecoderLayout, where: str) -> dict[Any, Any]:
-    """A layout's weights in the standard release's names and order (its :class:`KeyRule` s read
-    backwards); keys it stores elsewhere but a file holds under our name are refused."""
-    for rule in layout.keys:
-        stray = [
-            k
-            for k in sd
-            if isinstance(k, str) and rule.ours != rule.theirs and k.startswith(rule.ours)
-        ]
-        if stray:
-            raise UserError(
-                f"{where} has weights this model does not use: {key_listing(stray)} "
-                f"(an {layout.name} release holds {rule.what} under {rule.theirs}*)"
-            )
-    out: dict[Any, Any] = {}
-    for key, value in sd.items():
-        rule = next(
-            (r for r in layout.keys if isinstance(key, str) and key.startswith(r.theirs)), None
-        )
-        if rule is not None:
-            key, value = rule.ours + key.removeprefix(rule.theirs), rule.load(value)
-        out[key] = value
-    return out
-
-
-def to_layout_keys(
-    sd: Mapping[str, torch.Tensor], layout: DecoderLayout
-) -> dict[str, torch.Tensor]:
-    """Inverse of :func:`from_layout_keys`: the standard names and tensors as ``layout`` stores them."""
-    out = {}
-    for key, value in sd.items():
-        rule = next((r for r in layout.keys if key.startswith(r.ours)), None)
-        if rule is not None:
-            key, value = rule.theirs + key.removeprefix(rule.ours), rule.save(value)
-        out[key] = value
-    return out

@@ -189,7 +189,7 @@ IN_CHANNELS = const_field(3)
 #: A fixed-scale encoder's output scale (SPEC: one network per scale 2, 3 or 4).
 UPSCALE = int_field(2, 4)
 #: Hidden widths of a decoder MLP.
-MLP_HIDDEN = int_list_field(1, MAX_WIDTH, 32)
+MLP_HIDDEN = IntListRule(1, MAX_WIDTH, 32)
 
 
 # --- dict nodes (release arguments, checkpoint entries) ---------------------------------------------

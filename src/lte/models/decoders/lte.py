@@ -246,7 +246,7 @@ def lte_fast_fields(args: Mapping[str, Any], path: str) -> dict[str, Any]:
     """
     merged = {**LTE_FAST_DEFAULTS, **args}
     hidden = HIDDEN_DIM(merged["hidden_dim"], f"{path}.hidden_dim")
-    layers = int_field(1, 32)(merged["num_layer"], f"{path}.num_layer")
+    layers = int_field(1, MLP_HIDDEN.max_len)(merged["num_layer"], f"{path}.num_layer")
     if int_field(1, MAX_WIDTH)(merged["out_dim"], f"{path}.out_dim") != 3:
         raise FieldError(f"{path}.out_dim", f"must be 3 (RGB), got {merged['out_dim']}")
     return {"hidden_dim": hidden, "mlp_hidden": [hidden] * layers}
