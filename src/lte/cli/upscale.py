@@ -239,7 +239,6 @@ def upscale(
     lr: torch.Tensor,
     out_hw: tuple[int, int],
     *,
-    scale_max: float,
     chunk: int,
     dtype: torch.dtype | None,
     tile: int | None,
@@ -248,10 +247,10 @@ def upscale(
 ) -> torch.Tensor:
     """The one call of :func:`lte.inference.predict` in the CLI: ``(1, 3, h, w)`` → ``(1, 3, H, W)``.
 
-    ``scale_max`` is set on the model, where :func:`predict` reads it to enlarge the cell per axis
-    beyond the training range. ``backend`` (``eager``/``compile``) picks the decoder kernel.
+    The model's ``scale_max`` (given to :func:`load_checkpoint`) is where :func:`predict` enlarges
+    the cell per axis beyond the training range. ``backend`` (``eager``/``compile``) picks the
+    decoder kernel.
     """
-    loaded.model.scale_max = scale_max
     return predict(
         loaded.model,
         lr,
@@ -288,18 +287,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_output(args.input, args.output, args.overwrite, out_hw)
     check_output_request(out_hw, max_out)
 
-    loaded = load_checkpoint(args.ckpt, map_location=device)  # dense, floating, finite weights
+    # Dense, floating, finite weights; --scale-max replaces the file's scale_max when given.
+    loaded = load_checkpoint(args.ckpt, map_location=device, scale_max=args.scale_max)
     image = load_rgb(args.input, max_pixels)
     lr_hw = image.shape[:2]
     out_hw = output_size(lr_hw, args.scale, size)
     check_native_size(loaded, lr_hw, out_hw, args.scale, args.size)
-    scale_max = args.scale_max if args.scale_max is not None else loaded.scale_max
     lr = normalize(to_tensor(image)).unsqueeze(0).to(device)
     sr = upscale(
         loaded,
         lr,
         out_hw,
-        scale_max=scale_max,
         chunk=args.chunk,
         dtype=DTYPES[args.dtype],
         tile=args.tile,

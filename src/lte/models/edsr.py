@@ -4,12 +4,33 @@ By default used without its upsampler: the implicit decoders read the LR-resolut
 directly. With ``upscale=s`` (2, 3 or 4) it keeps EDSR's tail and outputs RGB at ``s`` times the LR
 size: the fixed-scale "EDSR-baseline" rows of the papers' tables (SPEC.md, "Fixed-scale baselines").
 The released files also store EDSR's mean-shift layers (``sub_mean``, ``add_mean``), which their
-forward pass never calls; they are not part of this module, and the checkpoint loader skips them.
+forward pass never calls; they are not part of this module: :data:`RELEASE` lists them among the
+buffers the checkpoint loader skips and export writes back.
+
+The family's declaration (:data:`FAMILY`) sits at the end: its typed fields (:class:`EDSRConfig`),
+presets and how the official releases name and configure it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
 from torch import Tensor, nn
+
+from lte.models.family import EncoderFamily, EncoderRelease
+from lte.models.fields import (
+    IN_CHANNELS,
+    MAX_DEPTH,
+    MAX_WIDTH,
+    UPSCALE,
+    FamilyConfig,
+    float_field,
+    int_field,
+    param,
+)
 
 #: Integer scales a fixed-scale tail exists for (SPEC: one network per scale).
 UPSCALES = (2, 3, 4)
@@ -82,6 +103,8 @@ class EDSR(nn.Module):
     pad_multiple: int = 0
     #: LR pixels each side one output feature depends on (set from the depth in ``__init__``).
     receptive_radius: int | None
+    #: The fixed output scale, or ``None`` for a feature extractor (``SRModel.native_scale``).
+    upscale: int | None
 
     def __init__(
         self,
@@ -93,17 +116,10 @@ class EDSR(nn.Module):
     ) -> None:
         super().__init__()
         check_upscale(upscale, "EDSR")
-        #: Constructor arguments: the encoder's identity in checkpoints, results and W&B.
-        self.config = {
-            "n_resblocks": int(n_resblocks),
-            "n_feats": int(n_feats),
-            "res_scale": float(res_scale),
-            "in_channels": int(in_channels),
-        }
-        #: The fixed output scale, or ``None`` for a feature extractor (``SRModel.native_scale``).
+        #: Constructor arguments: the encoder's identity in checkpoints, results and W&B (an unset
+        #: ``upscale`` is left out: feature extractors' descriptions are their identity).
+        self.config = EDSRConfig(n_resblocks, n_feats, res_scale, in_channels, upscale).to_dict()
         self.upscale = upscale
-        if upscale is not None:  # absent from feature extractors' descriptions (their identity)
-            self.config["upscale"] = int(upscale)
         self.out_channels = int(n_feats) if upscale is None else 3
         self.receptive_radius = int(2 * n_resblocks + 2)
         self.head = nn.Sequential(conv3x3(in_channels, n_feats))
@@ -120,3 +136,60 @@ class EDSR(nn.Module):
         x = self.head(x)
         res = self.body(x) + x
         return res if self.upscale is None else self.tail(res)
+
+
+# --- the family's declaration ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EDSRConfig(FamilyConfig):
+    """EDSR's constructor arguments with their bounds (see :class:`EDSR`); defaults: EDSR-baseline."""
+
+    n_resblocks: int = param(int_field(1, MAX_DEPTH), 16)
+    n_feats: int = param(int_field(1, MAX_WIDTH), 64)
+    res_scale: float = param(float_field(0.0, 10.0, lo_open=True), 1.0)
+    in_channels: int = param(IN_CHANNELS, 3)
+    upscale: int | None = param(UPSCALE, None, optional=True)
+
+
+#: Named configurations: the papers' two EDSRs and a tiny one for tests (``conf/encoder/<name>.yaml``).
+PRESETS: Mapping[str, EDSRConfig] = {
+    "edsr_baseline": EDSRConfig(),
+    "edsr": EDSRConfig(n_resblocks=32, n_feats=256, res_scale=0.1),
+    "edsr_tiny": EDSRConfig(n_resblocks=2, n_feats=16),
+}
+
+#: EDSR's DIV2K RGB mean, held by the released files' (unused) mean-shift layers.
+RGB_MEAN = (0.4488, 0.4371, 0.4040)
+
+
+def release_buffers(encoder: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The mean-shift layers a released EDSR holds and never calls (1x1 convolutions adding or
+    subtracting :data:`RGB_MEAN`): skipped on load, written back on export for a faithful file."""
+    mean = torch.tensor(RGB_MEAN)
+    eye = torch.eye(3).view(3, 3, 1, 1)
+    return {
+        "sub_mean.weight": eye.clone(),
+        "sub_mean.bias": -mean,
+        "add_mean.weight": eye.clone(),
+        "add_mean.bias": mean.clone(),
+    }
+
+
+#: The LTE/LIIF releases: ``edsr-baseline`` and ``edsr`` by name; any other EDSR as ``edsr`` with
+#: its three sizes spelled out.
+RELEASE = EncoderRelease(
+    names={"edsr-baseline": "edsr_baseline", "edsr": "edsr"},
+    arguments={"n_resblocks": "n_resblocks", "n_feats": "n_feats", "res_scale": "res_scale"},
+    general="edsr",
+    buffers=release_buffers,
+)
+
+FAMILY = EncoderFamily(
+    module=EDSR,
+    config=EDSRConfig,
+    presets=PRESETS,
+    labels=("edsr_baseline", "edsr"),
+    release=RELEASE,
+    v1_targets=("lte.models.EDSR", "lte.models.edsr.EDSR"),
+)

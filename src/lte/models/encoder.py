@@ -23,17 +23,22 @@ class Encoder(Protocol):
         receptive_radius: LR pixels on each side that one output feature depends on (EDSR-baseline
             34, RDN 131): tiles are encoded with this much context. ``None`` means global (SwinIR's
             attention): no finite margin makes tiles exact.
+        upscale: ``None`` for a feature extractor; ``s`` for a fixed-scale encoder that keeps its
+            upsampler and outputs ``(B, 3, s·h, s·w)`` RGB (``SRModel.native_scale``). lte's
+            encoders declare it; a feature extractor written elsewhere may leave it out.
     """
 
     out_channels: int
     pad_multiple: int
     receptive_radius: int | None
+    upscale: int | None
 
     def __call__(self, x: Tensor) -> Tensor: ...
 
 
-def check_encoder(encoder: object) -> None:
-    """Raise a ``TypeError`` naming what ``encoder`` lacks of the :class:`Encoder` contract."""
+def check_encoder(encoder: object) -> int | None:
+    """The encoder's ``upscale`` (``None``: a feature extractor), once the :class:`Encoder`
+    contract is checked; a ``TypeError`` names what ``encoder`` lacks or gets wrong."""
     name = type(encoder).__name__
     missing = [
         a for a in ("out_channels", "pad_multiple", "receptive_radius") if not hasattr(encoder, a)
@@ -59,3 +64,13 @@ def check_encoder(encoder: object) -> None:
         )
     if not callable(encoder):
         raise TypeError(f"encoder {name} is not callable")
+    # The one optional member: a feature extractor may leave it out (absent means None).
+    upscale = encoder.upscale if hasattr(encoder, "upscale") else None  # type: ignore[attr-defined]
+    if upscale is not None and (
+        not isinstance(upscale, int) or isinstance(upscale, bool) or upscale < 1
+    ):
+        raise TypeError(
+            f"encoder {name}: upscale must be None (feature extractor) or an int >= 1, "
+            f"got {upscale!r}"
+        )
+    return upscale

@@ -12,39 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-#: The papers' encoder configurations, by label: family plus every constructor argument.
-NAMED_ENCODERS: dict[str, dict[str, Any]] = {
-    "edsr_baseline": {
-        "kind": "edsr",
-        "n_resblocks": 16,
-        "n_feats": 64,
-        "res_scale": 1.0,
-        "in_channels": 3,
-    },
-    "edsr": {"kind": "edsr", "n_resblocks": 32, "n_feats": 256, "res_scale": 0.1, "in_channels": 3},
-    "rdn": {
-        "kind": "rdn",
-        "g0": 64,
-        "n_blocks": 16,
-        "n_layers": 8,
-        "growth": 64,
-        "kernel": 3,
-        "in_channels": 3,
-    },
-    "swinir": {
-        "kind": "swinir",
-        "embed_dim": 180,
-        "depths": [6, 6, 6, 6, 6, 6],
-        "num_heads": [6, 6, 6, 6, 6, 6],
-        "window_size": 8,
-        "mlp_ratio": 2.0,
-        "drop_path_rate": 0.1,
-        "out_channels": 64,
-        "in_channels": 3,
-    },
-}
-#: The family whose arguments differences are spelled against, per encoder kind.
-_FAMILY_BASE = {"edsr": "edsr_baseline", "rdn": "rdn", "swinir": "swinir"}
+from lte.models.families import encoder_families, encoder_family
+
+
+def named_encoders() -> dict[str, dict[str, Any]]:
+    """The papers' encoder configurations, by label: family plus every constructor argument.
+
+    Read from each family's declaration (its ``labels``: ``edsr_baseline``, ``edsr``, ``rdn``,
+    ``swinir``; tiny test presets are not labels).
+    """
+    return {name: f.describe(name) for f in encoder_families() for name in f.labels}
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -69,11 +46,12 @@ def encoder_label(encoder: Mapping[str, Any]) -> str:
     if encoder.get("upscale") is not None:
         rest = {k: v for k, v in encoder.items() if k != "upscale"}
         return f"{encoder_label(rest)}_x{_fmt(encoder['upscale'])}"
-    for name, known in NAMED_ENCODERS.items():
+    for name, known in named_encoders().items():
         if set(known) == set(encoder) and all(_same(encoder[k], v) for k, v in known.items()):
             return name
     kind = str(encoder.get("kind"))
-    base = NAMED_ENCODERS.get(_FAMILY_BASE.get(kind, ""), {})
+    family = encoder_family(kind)
+    base = family.describe(family.labels[0]) if family is not None and family.labels else {}
     diff = [
         f"{k}={_fmt(v)}" for k, v in encoder.items() if k != "kind" and not _same(base.get(k), v)
     ]

@@ -4,14 +4,30 @@ Configuration B of the paper is the default: G0 = 64, D = 16 blocks, C = 8 layer
 used without its upsampler; with ``upscale=s`` (2, 3 or 4) it keeps its ``UPNet`` and outputs RGB at
 ``s`` times the LR size (the fixed-scale "RDN" rows, SPEC.md "Fixed-scale baselines"). Module names
 follow the released checkpoints (``SFENet1``, ``RDBs``, ``GFF``, ``UPNet``).
+
+The family's declaration (:data:`FAMILY`) sits at the end: its typed fields (:class:`RDNConfig`),
+presets and how the official releases name and configure it (the paper's configurations A and B).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from lte.models.edsr import check_upscale
+from lte.models.family import EncoderFamily, EncoderRelease
+from lte.models.fields import (
+    IN_CHANNELS,
+    MAX_DEPTH,
+    MAX_WIDTH,
+    UPSCALE,
+    FamilyConfig,
+    int_field,
+    param,
+)
 
 
 class DenseLayer(nn.Module):
@@ -87,6 +103,8 @@ class RDN(nn.Module):
     pad_multiple: int = 0
     #: LR pixels each side one output feature depends on (set from the depth in ``__init__``).
     receptive_radius: int | None
+    #: The fixed output scale, or ``None`` for a feature extractor (``SRModel.native_scale``).
+    upscale: int | None
 
     def __init__(
         self,
@@ -100,19 +118,12 @@ class RDN(nn.Module):
     ) -> None:
         super().__init__()
         check_upscale(upscale, "RDN")
-        #: Constructor arguments: the encoder's identity in checkpoints, results and W&B.
-        self.config = {
-            "g0": int(g0),
-            "n_blocks": int(n_blocks),
-            "n_layers": int(n_layers),
-            "growth": int(growth),
-            "kernel": int(kernel),
-            "in_channels": int(in_channels),
-        }
-        #: The fixed output scale, or ``None`` for a feature extractor (``SRModel.native_scale``).
+        #: Constructor arguments: the encoder's identity in checkpoints, results and W&B (an unset
+        #: ``upscale`` is left out: feature extractors' descriptions are their identity).
+        self.config = RDNConfig(
+            g0, n_blocks, n_layers, growth, kernel, in_channels, upscale
+        ).to_dict()
         self.upscale = upscale
-        if upscale is not None:  # absent from feature extractors' descriptions (their identity)
-            self.config["upscale"] = int(upscale)
         self.out_channels = int(g0) if upscale is None else 3
         self.receptive_radius = int((kernel // 2) * (3 + n_blocks * n_layers))
         self.SFENet1 = nn.Conv2d(in_channels, g0, kernel, padding=kernel // 2)
@@ -136,3 +147,49 @@ class RDN(nn.Module):
             outs.append(x)
         feat = self.GFF(torch.cat(outs, dim=1)) + shallow  # (B, G0, h, w)
         return feat if self.upscale is None else self.UPNet(feat)
+
+
+# --- the family's declaration ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RDNConfig(FamilyConfig):
+    """RDN's constructor arguments with their bounds (see :class:`RDN`); defaults: configuration B."""
+
+    g0: int = param(int_field(1, MAX_WIDTH), 64)
+    n_blocks: int = param(int_field(1, MAX_DEPTH), 16)
+    n_layers: int = param(int_field(1, MAX_DEPTH), 8)
+    growth: int = param(int_field(1, MAX_WIDTH), 64)
+    kernel: int = param(int_field(1, 15, odd=True), 3)  # 'same' padding needs an odd kernel
+    in_channels: int = param(IN_CHANNELS, 3)
+    upscale: int | None = param(UPSCALE, None, optional=True)
+
+
+#: Named configurations: the paper's configuration B and a tiny one for tests.
+PRESETS: Mapping[str, RDNConfig] = {
+    "rdn": RDNConfig(),
+    "rdn_tiny": RDNConfig(g0=16, n_blocks=2, n_layers=2, growth=8),
+}
+
+#: The LTE/LIIF releases: ``rdn`` (configuration B by default); ``G0`` and ``RDNkSize`` set single
+#: fields, ``RDNconfig`` the paper's (D, C, G): A = (20, 6, 32), B = (16, 8, 64).
+RELEASE = EncoderRelease(
+    names={"rdn": "rdn"},
+    arguments={"G0": "g0", "RDNkSize": "kernel"},
+    choices={
+        "RDNconfig": {
+            "A": {"n_blocks": 20, "n_layers": 6, "growth": 32},
+            "B": {"n_blocks": 16, "n_layers": 8, "growth": 64},
+        }
+    },
+    general="rdn",
+)
+
+FAMILY = EncoderFamily(
+    module=RDN,
+    config=RDNConfig,
+    presets=PRESETS,
+    labels=("rdn",),
+    release=RELEASE,
+    v1_targets=("lte.models.RDN", "lte.models.rdn.RDN"),
+)

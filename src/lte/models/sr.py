@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from lte import geometry
 from lte.errors import UserError
 from lte.models.decoders import Decoder, DecoderState, Kernel
-from lte.models.decoders.lte import FourierMaps
+from lte.models.decoders.base import FourierMaps
 from lte.models.encoder import check_encoder
 
 #: The decoder kind that reads a fixed-scale encoder's output (and nothing else does).
@@ -45,7 +45,7 @@ class SRModel(nn.Module):
         scale_max: float = 4.0,
     ) -> None:
         super().__init__()
-        check_encoder(encoder)
+        upscale = check_encoder(encoder)
         self.encoder = encoder
         self.decoder = (
             decoder if isinstance(decoder, nn.Module) else decoder(in_channels=encoder.out_channels)
@@ -55,7 +55,8 @@ class SRModel(nn.Module):
                 f"decoder {type(self.decoder).__name__} is not an lte.models.decoders.Decoder: "
                 "subclass it and write prepare() and exact()"
             )
-        upscale = getattr(encoder, "upscale", None)
+        #: The encoder's fixed output scale (its declared ``upscale``), or ``None``.
+        self._upscale = upscale
         if (upscale is not None) != (self.decoder.kind == FIXED_SCALE_DECODER):
             raise TypeError(
                 f"a fixed-scale encoder (upscale=s) goes with the {FIXED_SCALE_DECODER} decoder and "
@@ -88,8 +89,7 @@ class SRModel(nn.Module):
     def native_scale(self) -> int | None:
         """The one integer scale a fixed-scale model makes (its encoder's ``upscale``), or ``None``
         for an arbitrary-scale model. Evaluation scores a fixed-scale model only at this scale."""
-        upscale = getattr(self.encoder, "upscale", None)
-        return None if upscale is None else int(upscale)
+        return self._upscale
 
     def check_scale(self, scale: float, option: str, fix: str, what: str = "this model") -> None:
         """A one-line UserError when a fixed-scale model is asked for another scale than its own.
@@ -217,7 +217,7 @@ class SRModel(nn.Module):
     @property
     def has_fourier(self) -> bool:
         """Whether the decoder estimates Fourier features (LTE), i.e. whether :meth:`fourier` works."""
-        return callable(getattr(self.decoder, "fourier", None))
+        return self.decoder.has_fourier
 
     def fourier(self, lr: Tensor, scale: float | None = None) -> FourierMaps:
         """The decoder's estimated frequencies and amplitudes on the LR grid of ``lr`` ``(B, 3, h, w)``.

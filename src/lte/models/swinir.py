@@ -8,15 +8,33 @@ Any input size works: the input is reflect-padded to a multiple of the window, a
 module the features are cropped back to the input size, so that feature ``(i, j)`` belongs to LR pixel
 ``(i, j)``. The test protocol pads the LR itself (mirror, 1–8 px) before encoding, which makes this
 internal padding a no-op there. Shift masks and relative-position indices are recomputed, never loaded.
+
+The family's declaration (:data:`FAMILY`) sits at the end: its typed fields (:class:`SwinIRConfig`),
+presets and how the official release names it and holds those recomputed buffers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from lte.models.family import EncoderFamily, EncoderRelease
+from lte.models.fields import (
+    IN_CHANNELS,
+    MAX_DEPTH,
+    MAX_WIDTH,
+    FamilyConfig,
+    FieldError,
+    float_field,
+    int_field,
+    int_list_field,
+    param,
+)
 
 
 class DropPath(nn.Module):
@@ -238,6 +256,8 @@ class SwinIR(nn.Module):
     pad_multiple: int
     #: Shifted-window attention has no finite receptive field: ``None`` means global.
     receptive_radius: int | None = None
+    #: Always a feature extractor: no fixed-scale tail here.
+    upscale: int | None = None
 
     def __init__(
         self,
@@ -255,16 +275,16 @@ class SwinIR(nn.Module):
         if len(depths) != len(num_heads):
             raise ValueError(f"depths {depths} and num_heads {num_heads} must have the same length")
         #: Constructor arguments: the encoder's identity in checkpoints, results and W&B.
-        self.config = {
-            "embed_dim": int(embed_dim),
-            "depths": [int(d) for d in depths],
-            "num_heads": [int(h) for h in num_heads],
-            "window_size": int(window_size),
-            "mlp_ratio": float(mlp_ratio),
-            "drop_path_rate": float(drop_path_rate),
-            "out_channels": int(out_channels),
-            "in_channels": int(in_channels),
-        }
+        self.config = SwinIRConfig(
+            embed_dim,
+            depths,
+            num_heads,
+            window_size,
+            mlp_ratio,
+            drop_path_rate,
+            out_channels,
+            in_channels,
+        ).to_dict()
         self.out_channels = int(out_channels)
         self.window_size = window_size
         self.pad_multiple = int(window_size)
@@ -325,3 +345,87 @@ class SwinIR(nn.Module):
         x = self.conv_after_body(self.forward_features(x)) + x
         x = self.conv_before_upsample(x)
         return x[..., :h, :w]  # features of the padding are cropped: (B, 64, h, w)
+
+
+# --- the family's declaration ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SwinIRConfig(FamilyConfig):
+    """SwinIR's constructor arguments with their bounds (see :class:`SwinIR`); defaults: the
+    classical-SR configuration LTE uses."""
+
+    embed_dim: int = param(int_field(1, MAX_WIDTH), 180)
+    depths: tuple[int, ...] = param(int_list_field(1, MAX_DEPTH, 32), (6, 6, 6, 6, 6, 6))
+    num_heads: tuple[int, ...] = param(int_list_field(1, 512, 32), (6, 6, 6, 6, 6, 6))
+    window_size: int = param(int_field(1, 64), 8)
+    mlp_ratio: float = param(float_field(0.0, 64.0, lo_open=True), 2.0)
+    drop_path_rate: float = param(float_field(0.0, 1.0, hi_open=True), 0.1)
+    out_channels: int = param(int_field(1, MAX_WIDTH), 64)
+    in_channels: int = param(IN_CHANNELS, 3)
+
+    def check(self, path: str) -> None:
+        """One head count per stage, and every head count dividing the width."""
+        if len(self.depths) != len(self.num_heads):
+            raise FieldError(
+                f"{path}.num_heads",
+                f"must have one entry per stage of depths ({len(self.depths)}), "
+                f"got {len(self.num_heads)}",
+            )
+        for i, h in enumerate(self.num_heads):
+            if self.embed_dim % h:
+                raise FieldError(
+                    f"{path}.num_heads[{i}]", f"must divide embed_dim {self.embed_dim}, got {h}"
+                )
+
+
+#: Named configurations: LTE's SwinIR and a tiny one for tests.
+PRESETS: Mapping[str, SwinIRConfig] = {
+    "swinir": SwinIRConfig(),
+    "swinir_tiny": SwinIRConfig(
+        embed_dim=24, depths=(2, 2), num_heads=(2, 2), window_size=4, out_channels=16
+    ),
+}
+
+#: The training patch size the released SwinIR attention masks were built for.
+RELEASE_IMG_SIZE = 48
+
+
+def release_buffers(encoder: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The buffers a released SwinIR holds and this module recomputes: each block's
+    ``relative_position_index`` and each shifted block's ``attn_mask`` (for 48 x 48 patches)."""
+    window = encoder["window_size"]
+    size = RELEASE_IMG_SIZE
+    mask = shift_attention_mask(size, size, window, window // 2, torch.device("cpu"))
+    out: dict[str, Tensor] = {}
+    for i, depth in enumerate(encoder["depths"]):
+        for j in range(depth):
+            prefix = f"layers.{i}.residual_group.blocks.{j}"
+            out[f"{prefix}.attn.relative_position_index"] = relative_position_index(window)
+            if j % 2 == 1:
+                out[f"{prefix}.attn_mask"] = mask.clone()
+    return out
+
+
+#: The LTE release: ``swinir`` only (the released code builds its classical-SR configuration; the
+#: sizes it reads are accepted, but only the preset is written).
+RELEASE = EncoderRelease(
+    names={"swinir": "swinir"},
+    arguments={
+        "embed_dim": "embed_dim",
+        "depths": "depths",
+        "num_heads": "num_heads",
+        "window_size": "window_size",
+        "mlp_ratio": "mlp_ratio",
+    },
+    buffers=release_buffers,
+)
+
+FAMILY = EncoderFamily(
+    module=SwinIR,
+    config=SwinIRConfig,
+    presets=PRESETS,
+    labels=("swinir",),
+    release=RELEASE,
+    v1_targets=("lte.models.SwinIR", "lte.models.swinir.SwinIR"),
+)

@@ -8,7 +8,8 @@ inference kernel that must compute the same function (tests hold it to the liter
 the caller picks it explicitly with ``kernel="fast"``, never global state such as grad mode. A
 decoder with no fast kernel works everywhere (training, tiled ``predict``, evaluation) through
 ``exact``. LTE and LIIF also have :meth:`Decoder.compiled` (``kernel="compiled"``): the same blocks
-as ``fast``, each one ``torch.compile``d once (:mod:`lte.models.decoders.compiled`).
+as ``fast``, each one ``torch.compile``d once (:mod:`lte.models.decoders.compiled`). A family that
+estimates Fourier features (LTE) also writes :meth:`Decoder.fourier` (:class:`FourierMaps`).
 """
 
 from __future__ import annotations
@@ -66,6 +67,31 @@ class DecoderState:
     def lr_hw(self) -> tuple[int, int]:
         """``(h, w)`` of the whole LR grid."""
         return int(self.lr.shape[-2]), int(self.lr.shape[-1])
+
+
+@dataclass(frozen=True, eq=False)
+class FourierMaps:
+    """The texture estimator's output on the LR grid, as SPEC.md "Fourier feature space" reads it.
+
+    Attributes:
+        freq: ``(B, K, 2, h, w)``: frequency k's (y, x) components, i.e. channels ``2k`` and ``2k+1``
+            of the frequency convolution, in the decoder's units (``θ = f·rel`` with ``rel`` in half
+            codes, and the basis is ``cos(πθ)``, ``sin(πθ)``).
+        amplitude: ``(B, 2K, h, w)``: the amplitude convolution; channel ``k`` scales frequency k's
+            cosine, channel ``K + k`` its sine.
+        phase: ``(B, K)``: the phase term ``P(rel_cell)`` for one output scale, or ``None``. It is the
+            only part that depends on the scale; frequencies and amplitudes do not.
+    """
+
+    freq: Tensor
+    amplitude: Tensor
+    phase: Tensor | None = None
+
+    @property
+    def magnitude(self) -> Tensor:
+        """``(B, K, h, w)``: ``A[k]² + A[K+k]²``, the energy of frequency k at each code."""
+        k = self.freq.shape[1]
+        return self.amplitude[:, :k].square() + self.amplitude[:, k:].square()
 
 
 def mlp_dtype_of(dtype: torch.dtype | None) -> torch.dtype:
@@ -138,6 +164,16 @@ class Decoder(nn.Module):
     ) -> Tensor:
         """Optional inference kernel: :meth:`fast`'s blocks through one ``torch.compile``d function."""
         raise NotImplementedError
+
+    def fourier(self, feat: Tensor, rel_cell: Tensor | None = None) -> FourierMaps:
+        """Optional: the estimated frequencies and amplitudes of encoder features ``(B, C, h, w)``,
+        with the phase term of ``rel_cell`` ``(B, 2)`` when given (LTE's texture estimator)."""
+        raise NotImplementedError
+
+    @property
+    def has_fourier(self) -> bool:
+        """Whether the family overrides :meth:`fourier` (estimates Fourier features)."""
+        return type(self).fourier is not Decoder.fourier
 
     @property
     def has_fast_kernel(self) -> bool:

@@ -1,8 +1,12 @@
-"""LIIF: the Local Implicit Image Function decoder (Chen et al., CVPR 2021), SPEC.md "LIIF decoder"."""
+"""LIIF: the Local Implicit Image Function decoder (Chen et al., CVPR 2021), SPEC.md "LIIF decoder".
+
+The family's declaration (:data:`FAMILY`) sits at the end: its typed fields and its ``liif`` release.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +22,8 @@ from lte.models.decoders.ensemble import (
     neighbours,
     rel_cell,
 )
+from lte.models.family import DecoderFamily, DecoderRelease
+from lte.models.fields import MLP_HIDDEN, FamilyConfig, param
 from lte.models.mlp import MLP, run_layers
 
 
@@ -34,7 +40,7 @@ class LIIFDecoder(Decoder):
     def __init__(self, in_channels: int, mlp_hidden: Sequence[int] = (256, 256, 256, 256)) -> None:
         super().__init__()
         #: Constructor arguments but ``in_channels`` (the encoder's width): the decoder's identity.
-        self.config = {"mlp_hidden": [int(v) for v in mlp_hidden]}
+        self.config = LIIFConfig(mlp_hidden).to_dict()
         self.in_channels = in_channels
         self.imnet = MLP(in_channels * 9 + 4, 3, list(mlp_hidden))
 
@@ -106,3 +112,31 @@ class LIIFDecoder(Decoder):
         extra = (w_rel[:, 0].contiguous(), w_rel[:, 1].contiguous())
         layers = linears(self.imnet.layers, mlp_dtype)[1:]
         return compiled_ensemble(self, liif_block, state.table, nb, const, extra, layers)
+
+
+# --- the family's declaration ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LIIFConfig(FamilyConfig):
+    """LIIF's constructor arguments but ``in_channels``, with their bounds; defaults: the paper's."""
+
+    mlp_hidden: tuple[int, ...] = param(MLP_HIDDEN, (256, 256, 256, 256))
+
+
+#: The ``liif`` release: ``imnet_spec`` holds the MLP; feature unfolding, local ensemble and cell
+#: decoding are switches there, and lte implements LIIF with all three on.
+RELEASE = DecoderRelease(
+    name="liif",
+    title="LIIF",
+    defaults=LIIFConfig(),
+    mlp=True,
+    flags=("local_ensemble", "feat_unfold", "cell_decode"),
+)
+
+FAMILY = DecoderFamily(
+    module=LIIFDecoder,
+    config=LIIFConfig,
+    release=RELEASE,
+    v1_targets=("lte.models.LIIFDecoder", "lte.models.decoders.LIIFDecoder"),
+)

@@ -1,17 +1,24 @@
-"""LTE: the Local Texture Estimator decoder (Lee & Jin, CVPR 2022), SPEC.md "LTE decoder"."""
+"""LTE: the Local Texture Estimator decoder (Lee & Jin, CVPR 2022), SPEC.md "LTE decoder".
+
+The family's declaration (:data:`FAMILY`) sits at the end: its typed fields (:class:`LTEConfig`) and
+its two released layouts, ``lte`` and LTE+'s ``lte-fast`` (:data:`LTE_FAST`: the MLP as 1x1
+convolutions and the frequency channels paired differently, SPEC.md "LTE+").
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lte import geometry
-from lte.models.decoders.base import Decoder, DecoderState
+from lte.errors import UserError
+from lte.models.decoders.base import Decoder, DecoderState, FourierMaps
 from lte.models.decoders.compiled import compiled_ensemble, lte_block
 from lte.models.decoders.ensemble import (
     block_rows,
@@ -22,32 +29,16 @@ from lte.models.decoders.ensemble import (
     neighbours,
     rel_cell,
 )
+from lte.models.family import DecoderFamily, DecoderLayout, DecoderRelease, KeyRule
+from lte.models.fields import (
+    MAX_WIDTH,
+    MLP_HIDDEN,
+    FamilyConfig,
+    FieldError,
+    int_field,
+    param,
+)
 from lte.models.mlp import MLP
-
-
-@dataclass(frozen=True, eq=False)
-class FourierMaps:
-    """The texture estimator's output on the LR grid, as SPEC.md "Fourier feature space" reads it.
-
-    Attributes:
-        freq: ``(B, K, 2, h, w)``: frequency k's (y, x) components, i.e. channels ``2k`` and ``2k+1``
-            of the frequency convolution, in the decoder's units (``θ = f·rel`` with ``rel`` in half
-            codes, and the basis is ``cos(πθ)``, ``sin(πθ)``).
-        amplitude: ``(B, 2K, h, w)``: the amplitude convolution; channel ``k`` scales frequency k's
-            cosine, channel ``K + k`` its sine.
-        phase: ``(B, K)``: the phase term ``P(rel_cell)`` for one output scale, or ``None``. It is the
-            only part that depends on the scale; frequencies and amplitudes do not.
-    """
-
-    freq: Tensor
-    amplitude: Tensor
-    phase: Tensor | None = None
-
-    @property
-    def magnitude(self) -> Tensor:
-        """``(B, K, h, w)``: ``A[k]² + A[K+k]²``, the energy of frequency k at each code."""
-        k = self.freq.shape[1]
-        return self.amplitude[:, :k].square() + self.amplitude[:, k:].square()
 
 
 class FourierFeatures(torch.autograd.Function):
@@ -136,7 +127,7 @@ class LTEDecoder(Decoder):
     ) -> None:
         super().__init__()
         #: Constructor arguments but ``in_channels`` (the encoder's width): the decoder's identity.
-        self.config = {"hidden_dim": int(hidden_dim), "mlp_hidden": [int(v) for v in mlp_hidden]}
+        self.config = LTEConfig(hidden_dim, mlp_hidden).to_dict()
         if hidden_dim % 2:
             raise ValueError(f"hidden_dim must be even (cos and sin halves), got {hidden_dim}")
         self.hidden_dim = hidden_dim
@@ -227,3 +218,118 @@ class LTEDecoder(Decoder):
         layers = linears(self.imnet.layers, mlp_dtype)
         out = compiled_ensemble(self, lte_block, state.table, nb, phase, (), layers)
         return out + geometry.bilinear_sample(state.lr, coord)
+
+
+# --- the family's declaration ------------------------------------------------------------------------
+
+#: Fourier features: an even count (cosine and sine halves).
+HIDDEN_DIM = int_field(2, MAX_WIDTH, even=True)
+
+
+@dataclass(frozen=True)
+class LTEConfig(FamilyConfig):
+    """LTE's constructor arguments but ``in_channels``, with their bounds; defaults: the paper's."""
+
+    hidden_dim: int = param(HIDDEN_DIM, 256)
+    mlp_hidden: tuple[int, ...] = param(MLP_HIDDEN, (256, 256, 256))
+
+
+#: ``lte-fast``'s constructor defaults (``num_layer``, ``hidden_dim``, ``out_dim``).
+LTE_FAST_DEFAULTS = {"num_layer": 3, "hidden_dim": 256, "out_dim": 3}
+
+
+def lte_fast_fields(args: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """LTE's fields for ``lte-fast``'s arguments (already checked to be allow-listed).
+
+    The released class uses ``hidden_dim`` both for the Fourier features and for each of its
+    ``num_layer`` hidden 1x1 convolutions, so the MLP is ``[hidden_dim] * num_layer``.
+    """
+    merged = {**LTE_FAST_DEFAULTS, **args}
+    hidden = HIDDEN_DIM(merged["hidden_dim"], f"{path}.hidden_dim")
+    layers = int_field(1, MLP_HIDDEN.max_len)(merged["num_layer"], f"{path}.num_layer")
+    if int_field(1, MAX_WIDTH)(merged["out_dim"], f"{path}.out_dim") != 3:
+        raise FieldError(f"{path}.out_dim", f"must be 3 (RGB), got {merged['out_dim']}")
+    return {"hidden_dim": hidden, "mlp_hidden": [hidden] * layers}
+
+
+def lte_fast_arguments(decoder: Mapping[str, Any]) -> dict[str, Any]:
+    """``lte-fast``'s ``num_layer``/``hidden_dim``/``out_dim`` for an LTE decoder description.
+
+    Raises:
+        UserError: an MLP the released class cannot build (it ties every hidden width to
+            ``hidden_dim``).
+    """
+    hidden, mlp = decoder["hidden_dim"], list(decoder["mlp_hidden"])
+    if any(width != hidden for width in mlp):
+        raise UserError(
+            f"layout 'lte-fast' needs every MLP hidden width equal to hidden_dim ({hidden}), as "
+            f"the released class builds it; this LTE has mlp_hidden {mlp}: export it with the "
+            "standard layout"
+        )
+    return {"num_layer": len(mlp), "hidden_dim": hidden, "out_dim": 3}
+
+
+def linear_as_conv1x1(value: Tensor) -> Tensor:
+    """A Linear weight ``(out, in)`` as the 1x1 convolution ``(out, in, 1, 1)`` (biases unchanged)."""
+    return value.reshape(*value.shape, 1, 1) if value.dim() == 2 else value
+
+
+def conv1x1_as_linear(value: Any) -> Any:
+    """Inverse of :func:`linear_as_conv1x1`; any other shape passes unchanged for the shape check."""
+    if isinstance(value, torch.Tensor) and value.dim() == 4 and value.shape[2:] == (1, 1):
+        return value.flatten(1)
+    return value
+
+
+def freq_to_lte(value: Any) -> Any:
+    """``lte-fast``'s frequency channels in LTE's order: LTE ``2k`` <- ``k``, ``2k+1`` <- ``K+k``.
+
+    LTE reads frequency k from channels (2k, 2k+1) as its (y, x) components; the released LTE+
+    splits the map into halves instead (y from channel k, x from K+k; SPEC.md "LTE+"). Loading
+    without this reorder gives a different function (up to 7 levels off the official forward).
+    Anything that is not a tensor with an even, non-empty first axis is passed on unchanged for
+    the type and shape checks to name.
+    """
+    if not isinstance(value, torch.Tensor) or value.dim() == 0 or value.shape[0] % 2:
+        return value
+    half = value.shape[0] // 2
+    # (2, K, ...) -> (K, 2, ...): y_k and x_k become neighbours.
+    return torch.stack([value[:half], value[half:]], dim=1).flatten(0, 1).contiguous()
+
+
+def freq_to_lte_fast(value: Tensor) -> Tensor:
+    """Inverse of :func:`freq_to_lte`: all y components (channels ``2k``), then all x (``2k+1``)."""
+    return torch.cat([value[0::2], value[1::2]]).contiguous()
+
+
+#: LTE+ (EDSR-baseline-LTE+): the same LTE with its MLP as 1x1 convolutions under ``layers.*`` and
+#: the frequency convolution's output channels in the halves pairing.
+LTE_FAST = DecoderLayout(
+    name="lte-fast",
+    arguments=("num_layer", "hidden_dim", "out_dim"),
+    read=lte_fast_fields,
+    write=lte_fast_arguments,
+    keys=(
+        KeyRule(
+            "imnet.layers.", "layers.", "its MLP", save=linear_as_conv1x1, load=conv1x1_as_linear
+        ),
+        KeyRule("freq.", "freq.", save=freq_to_lte_fast, load=freq_to_lte),
+    ),
+)
+
+#: The ``lte`` release: ``imnet_spec`` holds the MLP, ``hidden_dim`` the Fourier features.
+RELEASE = DecoderRelease(
+    name="lte",
+    title="LTE",
+    defaults=LTEConfig(),
+    mlp=True,
+    arguments={"hidden_dim": "hidden_dim"},
+    layouts=(LTE_FAST,),
+)
+
+FAMILY = DecoderFamily(
+    module=LTEDecoder,
+    config=LTEConfig,
+    release=RELEASE,
+    v1_targets=("lte.models.LTEDecoder", "lte.models.decoders.LTEDecoder"),
+)

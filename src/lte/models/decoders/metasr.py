@@ -1,8 +1,12 @@
-"""Meta-SR's meta-upscale module (Hu et al., CVPR 2019) as reimplemented by LIIF, SPEC.md "Meta-SR"."""
+"""Meta-SR's meta-upscale module (Hu et al., CVPR 2019) as reimplemented by LIIF, SPEC.md "Meta-SR".
+
+The family's declaration (:data:`FAMILY`) sits at the end: its typed fields and its ``metasr`` release.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +15,8 @@ from torch import Tensor
 from lte import geometry
 from lte.models.decoders.base import Decoder, DecoderState
 from lte.models.decoders.ensemble import BLOCK, gather_rows, linears, run_mlp
+from lte.models.family import DecoderFamily, DecoderRelease
+from lte.models.fields import MLP_HIDDEN, FamilyConfig, param
 from lte.models.mlp import MLP
 
 
@@ -28,7 +34,7 @@ class MetaSRDecoder(Decoder):
     def __init__(self, in_channels: int, mlp_hidden: Sequence[int] = (256,)) -> None:
         super().__init__()
         #: Constructor arguments but ``in_channels`` (the encoder's width): the decoder's identity.
-        self.config = {"mlp_hidden": [int(v) for v in mlp_hidden]}
+        self.config = MetaSRConfig(mlp_hidden).to_dict()
         self.in_channels = in_channels
         self.in_features = in_channels * 9
         self.imnet = MLP(3, self.in_features * 3, list(mlp_hidden))
@@ -170,3 +176,24 @@ class MetaSRDecoder(Decoder):
             idx = (base[q0:q1].unsqueeze(-1) + window).reshape(-1)
             codes = flat.index_select(0, idx).view(-1, 1, c9)  # (n, 1, 9C)
             out[q0:q1] = torch.bmm(codes, weight).squeeze(1)
+
+
+# --- the family's declaration ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetaSRConfig(FamilyConfig):
+    """Meta-SR's constructor arguments but ``in_channels``, with their bounds; defaults: LIIF's."""
+
+    mlp_hidden: tuple[int, ...] = param(MLP_HIDDEN, (256,))
+
+
+#: The ``metasr`` release takes no arguments but the encoder: its weight MLP is fixed to ``[256]``.
+RELEASE = DecoderRelease(name="metasr", title="Meta-SR", defaults=MetaSRConfig())
+
+FAMILY = DecoderFamily(
+    module=MetaSRDecoder,
+    config=MetaSRConfig,
+    release=RELEASE,
+    v1_targets=("lte.models.MetaSRDecoder", "lte.models.decoders.MetaSRDecoder"),
+)

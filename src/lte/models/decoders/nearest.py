@@ -9,11 +9,15 @@ The code table stays on the LR grid: ``SRModel.encode`` packs the encoder's ``(B
 output with ``pixel_unshuffle(s)`` into ``(B, 3·s², h, w)`` (channel ``c·s² + i·s + j`` holds output
 pixel ``(s·y + i, s·x + j)`` of code ``(y, x)``). So a tile's origin, the whole image's geometry and
 tile margins mean what they mean for every other decoder, and tiled prediction is exact.
+
+The family's declaration (:data:`FAMILY`) sits at the end: no fields, and the released fixed-scale
+baselines (``liif`` with no MLP around an encoder that keeps its upsampler).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -21,6 +25,8 @@ from torch import Tensor
 from lte.geometry import code_grid_index, nearest_code_index
 from lte.models.decoders.base import Decoder, DecoderState
 from lte.models.decoders.ensemble import gather_rows
+from lte.models.family import DecoderFamily, FixedScaleRelease
+from lte.models.fields import FamilyConfig
 
 
 def packed_scale(width: int) -> int:
@@ -55,7 +61,7 @@ class NearestDecoder(Decoder):
                 f"{in_channels} channels"
             )
         #: No constructor arguments but ``in_channels``: the decoder's identity is its kind.
-        self.config = {}
+        self.config = NearestConfig().to_dict()
         self.in_channels = in_channels
 
     def prepare(self, feat: Tensor) -> Tensor:
@@ -95,3 +101,18 @@ class NearestDecoder(Decoder):
         rows = gather_rows(state.table, index).view(b, -1, 3, s * s)  # (B, Q, 3, s²)
         sub = ((iy - code_y * s) * s + (ix - code_x * s)).view(b, -1, 1, 1).expand(-1, -1, 3, 1)
         return torch.gather(rows, 3, sub).squeeze(3)  # (B, Q, 3)
+
+
+# --- the family's declaration ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NearestConfig(FamilyConfig):
+    """No fields: the nearest lookup has no parameters."""
+
+
+FAMILY = DecoderFamily(
+    module=NearestDecoder,
+    config=NearestConfig,
+    release=FixedScaleRelease(wraps="liif", default_scale=2),
+)
