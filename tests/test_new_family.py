@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from lte.checkpoint import load_checkpoint, official_state, save_lte
 from lte.data.images import load_rgb, normalize, to_tensor
 from lte.errors import UserError
 from lte.inference import predict
+from lte.models import families
 from lte.models.families import encoder_family, register_encoder
 from lte.models.family import EncoderFamily
 from lte.models.fields import IN_CHANNELS, FamilyConfig, int_field, param
@@ -65,7 +67,17 @@ class GridConfig(FamilyConfig):
 
 
 FAMILY = EncoderFamily(module=GridEncoder, config=GridConfig, presets={"grid_tiny": GridConfig()})
-register_encoder(FAMILY)  # Python only: nothing read from a file can do this
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _registered() -> Iterator[None]:
+    """The family on the allow-list for this module's tests only (the rest of the session keeps
+    lte's own families, as a fresh process has them)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(families, "_registered_encoders", [])
+        register_encoder(FAMILY)  # Python only: nothing read from a file can do this
+        yield
+
 
 #: The small decoder and training run (cli.SMALL_TRAIN with the new encoder).
 TRAIN = [
