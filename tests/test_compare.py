@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from lte.compare import compare, label_records, main, markdown_tables
+from lte.cli.compare import main
+from lte.comparison import compare, label_records, markdown_tables
 from lte.errors import UserError
 from lte.published import DIV2K_PSNR, DIV2K_SCALES, published_records
 from lte.results import ResultRecord, merge_results

@@ -13,10 +13,9 @@ from omegaconf import OmegaConf
 
 from cli import run_module
 from conftest import ROOT, sample_photos
-from lte.cli.test import eval_settings
 from lte.data.images import load_rgb, save_rgb, to_tensor
 from lte.errors import UserError
-from lte.evaluate import (
+from lte.evaluation import (
     BICUBIC,
     PREP_STAGES,
     STAGES,
@@ -158,7 +157,7 @@ def test_profile_spans_several_test_sets(tmp_path: Path) -> None:
 
 def test_cli_logs_one_profile_table(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """``run_test`` (the CLI's body) with eval.profile=true: one table for the whole run."""
-    from lte.cli.test import run_test
+    from lte.evaluation.run import run_test
 
     crops(tmp_path / "crops")
     cfg = OmegaConf.create(
@@ -271,7 +270,7 @@ def test_bad_eval_options_are_one_line_errors(option: dict, message: str) -> Non
     # The CLI builds its settings from the config through the same function.
     cfg = OmegaConf.create({"scales": [2], "eval": {"chunk": 30000, **option}})
     with pytest.raises(UserError, match=re.escape(message)):
-        eval_settings(cfg)
+        EvalSettings.from_config(cfg)
 
 
 def test_bad_backend_on_the_command_line_exits_2_before_any_work(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from conftest import sample_photos
 from lte.data.images import load_rgb, save_rgb, to_tensor
 from lte.data.resize import downsample_pil
 from lte.errors import UserError
-from lte.evaluate import EvalSettings, evaluate_testset, mirror_pad, super_resolve
+from lte.evaluation import EvalSettings, evaluate_testset, mirror_pad, super_resolve
 from lte.geometry import bilinear_sample, make_coord
 from lte.metrics import psnr_protocol
 from lte.models.build import build_model
