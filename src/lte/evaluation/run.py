@@ -121,8 +121,8 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
     print(f"results: {results_file} (+ {results_file.with_suffix('.csv').name})")
     if wandb_cfg is not None:
         profile.lap("other")
-        config = OmegaConf.to_container(cfg, resolve=True)
-        folder = log_test_run(config, records, run_dir, wandb_cfg, ckpt_source=source)  # type: ignore[arg-type]
+        config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        folder = log_test_run(config, records, run_dir, wandb_cfg, ckpt_source=source)
         profile.lap("results")
         print(f"W&B run: {folder}")
     if settings.profile:
