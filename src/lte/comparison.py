@@ -205,7 +205,7 @@ def markdown_tables(records: Sequence[dict[str, Any]], baseline: str | None = No
 
 def _unchecked(method: str) -> bool:
     base = method.removesuffix(PAPER_TAG)
-    return any(f"{enc}-{model}" == base for enc, model in UNCHECKED)
+    return any(method_label(model, enc) == base for enc, model in UNCHECKED)
 
 
 def plot_psnr(records: Sequence[dict[str, Any]], path: Path) -> None:
