@@ -20,6 +20,7 @@ from lte.evaluation import (
     PREP_STAGES,
     STAGES,
     EvalSettings,
+    Network,
     StageProfile,
     auto_workers,
     evaluate_testset,
@@ -209,6 +210,17 @@ def test_backends_are_the_agreed_names() -> None:
         UserError, match=r"eval\.backend='jit' is not a backend: use one of eager, compile"
     ):
         kernel_for_backend(tiny_lte(), "jit", option="eval.backend=")
+
+
+def test_the_backend_is_mapped_once_per_network(caplog: pytest.LogCaptureFixture) -> None:
+    """``lte.test`` readies its network once: one kernel, one warning, for every test set."""
+    net = Network(build_model("metasr", "edsr_tiny"))  # no compiled kernel: a warning, then eager
+    cpu = torch.device("cpu")
+    with caplog.at_level("WARNING", logger="lte.inference"):
+        ready = net.ready(EvalSettings([2], backend="compile"), cpu)
+        again = ready.ready(EvalSettings([3], backend="compile"), cpu)
+    assert ready.kernel == again.kernel == "fast" and again.settings.scales == (3.0,)
+    assert len([r for r in caplog.records if "no compiled kernel" in r.getMessage()]) == 1
 
 
 # --- SSIM --------------------------------------------------------------------------------------

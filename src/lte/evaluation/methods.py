@@ -120,7 +120,9 @@ class Network(Method):
     """An :class:`~lte.models.SRModel` under the test protocol (:mod:`lte.evaluation.protocol`).
 
     :meth:`ready` moves the model to the device in eval mode and maps ``settings.backend`` to the
-    decoder kernel once (:func:`lte.inference.kernel_for_backend`).
+    decoder kernel (:func:`lte.inference.kernel_for_backend`); a network already ready for that
+    device and backend keeps its kernel, so ``lte.test`` decides it (and says why ``compile`` is
+    unavailable) once for all its test sets.
     """
 
     model: SRModel
@@ -145,6 +147,9 @@ class Network(Method):
         return NetworkInput(self.model.pad_multiple)
 
     def ready(self, settings: EvalSettings, device: torch.device) -> Network:
+        ready = self.settings is not None and self.settings.backend == settings.backend
+        if ready and self.device == device:
+            return replace(self, settings=settings)
         model = self.model.to(device).eval()
         kernel = kernel_for_backend(model, settings.backend, option="eval.backend=")
         return replace(self, model=model, settings=settings, kernel=kernel, device=device)

@@ -72,9 +72,10 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
     else:
         from lte.checkpoint import load_checkpoint
 
-        loaded = load_checkpoint(cfg.ckpt)  # on the CPU; evaluate_testset moves it to `device`
+        loaded = load_checkpoint(cfg.ckpt)  # on the CPU; moved to `device` just below
         method, ckpt, source = as_method(loaded.model), str(cfg.ckpt), loaded.source
         log.info("%s checkpoint '%s' on %s", loaded.source, loaded.path, device)
+    method = method.ready(settings, device)  # the device and eval.backend's kernel, once
     records: list[ResultRecord] = []
 
     def keep(record: ResultRecord) -> None:
