@@ -3,7 +3,7 @@
 Both score the same model on the same LR/HR pairs (the bundled photos ``data/sample/val`` by default,
 DIV2K protocol, PIL bicubic LR, as ``lte.test testset=sample`` does) at the same scales:
 
-- **lte.test**: :func:`lte.evaluate.evaluate_testset`, the library path ``python -m lte.test`` runs
+- **lte.test**: :func:`lte.evaluation.evaluate_testset`, the library path ``python -m lte.test`` runs
   (whole image, ``eval.chunk=30000``, the chosen ``eval.workers`` and ``eval.backend``), PSNR and
   SSIM, with its stage profile (``eval.profile=true``);
 - **literal**: the official test code's structure: per image, the encoder once on the whole LR,
@@ -83,7 +83,7 @@ def main() -> None:
     p.add_argument("--out", default=None, help="also write the numbers as JSON here")
     args = p.parse_args()
 
-    from lte.evaluate import EvalSettings, StageProfile, evaluate_testset
+    from lte.evaluation import EvalSettings, StageProfile, evaluate_testset
     from lte.models.build import build_model
     from lte.testsets import FolderSet
 

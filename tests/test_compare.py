@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from lte.compare import compare, label_records, main, markdown_tables
+from lte.cli.compare import main
+from lte.comparison import compare, label_records, markdown_tables
 from lte.errors import UserError
 from lte.published import DIV2K_PSNR, DIV2K_SCALES, published_records
 from lte.results import ResultRecord, merge_results
@@ -134,6 +135,26 @@ def test_main_prints_the_table_and_fails_cleanly(
     assert exc.value.code == 2
     assert "missing.json" in capsys.readouterr().err
     assert not (tmp_path / "m2").exists()  # nothing is created before every input is read
+
+
+def test_a_fixed_scale_model_is_known_by_its_records(tmp_path: Path) -> None:
+    """The native scale comes from the records (``lte.test`` writes it), whatever the labels."""
+    path = tmp_path / "fixed.json"
+    fixed = ResultRecord("set5", 2, "benchmark", 37.0, 0.9, 5, "fixed", "edsr", "x2.pth", 2)
+    merge_results([fixed, rec("lte.pth", "lte", "set5", 3, 34.0)], path)
+    md = compare([path], tmp_path / "cmp")["markdown"].read_text()
+    assert table_row(md, "set5", "edsr-fixed") == ["**37.00**", "—"]
+    assert table_row(md, "set5", "rdn-lte") == ["–", "**34.00**"]
+
+
+def test_a_bad_option_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["r.json"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: the following arguments are required: --out (see python -m lte.compare --help)"
+    ]
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 ``OffsetEnsembleDecoder`` below has no fast kernel. It is trained with the real ``SRLitModule`` under
 a real Lightning ``Trainer`` on the bundled photos, then used by tiled ``predict`` and scored by
-``lte.evaluate``, with nothing in those paths knowing about it. The rest checks the contract's
+``lte.evaluation``, with nothing in those paths knowing about it. The rest checks the contract's
 refusals: each bad input gets a clear error instead of a silent default.
 """
 
@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from conftest import SAMPLE_DIR, sample_photos
-from lte import evaluate
+from lte import evaluation as evaluate
 from lte.data.datamodule import SRDataModule
 from lte.data.images import denormalize, load_rgb, normalize, save_rgb, to_tensor
 from lte.inference import predict, tile_margin

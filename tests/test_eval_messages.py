@@ -31,7 +31,7 @@ from lte.cli.test import main as lte_test_main
 from lte.cli.upscale import main as upscale_main
 from lte.data.images import image_size, load_rgb
 from lte.errors import UserError
-from lte.evaluate import BICUBIC, evaluate_testset
+from lte.evaluation import BICUBIC, evaluate_testset
 from lte.models import build_model
 from lte.testsets import FolderSet, largest_scale, scale_problem
 

@@ -13,14 +13,14 @@ from omegaconf import OmegaConf
 
 from cli import run_module
 from conftest import ROOT, sample_photos
-from lte.cli.test import eval_settings
 from lte.data.images import load_rgb, save_rgb, to_tensor
 from lte.errors import UserError
-from lte.evaluate import (
+from lte.evaluation import (
     BICUBIC,
     PREP_STAGES,
     STAGES,
     EvalSettings,
+    Network,
     StageProfile,
     auto_workers,
     evaluate_testset,
@@ -158,7 +158,7 @@ def test_profile_spans_several_test_sets(tmp_path: Path) -> None:
 
 def test_cli_logs_one_profile_table(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """``run_test`` (the CLI's body) with eval.profile=true: one table for the whole run."""
-    from lte.cli.test import run_test
+    from lte.evaluation.run import run_test
 
     crops(tmp_path / "crops")
     cfg = OmegaConf.create(
@@ -210,6 +210,17 @@ def test_backends_are_the_agreed_names() -> None:
         UserError, match=r"eval\.backend='jit' is not a backend: use one of eager, compile"
     ):
         kernel_for_backend(tiny_lte(), "jit", option="eval.backend=")
+
+
+def test_the_backend_is_mapped_once_per_network(caplog: pytest.LogCaptureFixture) -> None:
+    """``lte.test`` readies its network once: one kernel, one warning, for every test set."""
+    net = Network(build_model("metasr", "edsr_tiny"))  # no compiled kernel: a warning, then eager
+    cpu = torch.device("cpu")
+    with caplog.at_level("WARNING", logger="lte.inference"):
+        ready = net.ready(EvalSettings([2], backend="compile"), cpu)
+        again = ready.ready(EvalSettings([3], backend="compile"), cpu)
+    assert ready.kernel == again.kernel == "fast" and again.settings.scales == (3.0,)
+    assert len([r for r in caplog.records if "no compiled kernel" in r.getMessage()]) == 1
 
 
 # --- SSIM --------------------------------------------------------------------------------------
@@ -271,7 +282,7 @@ def test_bad_eval_options_are_one_line_errors(option: dict, message: str) -> Non
     # The CLI builds its settings from the config through the same function.
     cfg = OmegaConf.create({"scales": [2], "eval": {"chunk": 30000, **option}})
     with pytest.raises(UserError, match=re.escape(message)):
-        eval_settings(cfg)
+        EvalSettings.from_config(cfg)
 
 
 def test_bad_backend_on_the_command_line_exits_2_before_any_work(tmp_path: Path) -> None:

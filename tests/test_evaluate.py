@@ -10,13 +10,24 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
+from PIL import Image
 from torch import Tensor, nn
 
+import lte
 from conftest import sample_photos
 from lte.data.images import load_rgb, save_rgb, to_tensor
 from lte.data.resize import downsample_pil
 from lte.errors import UserError
-from lte.evaluate import EvalSettings, evaluate_testset, mirror_pad, super_resolve
+from lte.evaluation import (
+    BICUBIC,
+    EvalSettings,
+    Method,
+    evaluate_testset,
+    mirror_pad,
+    super_resolve,
+)
+from lte.evaluation.methods import keep_lr
 from lte.geometry import bilinear_sample, make_coord
 from lte.metrics import psnr_protocol
 from lte.models.build import build_model
@@ -401,6 +412,67 @@ def test_records_are_labelled_by_what_the_model_is(tmp_path: Path) -> None:
     assert (rec.model, rec.encoder) == labels(model.describe())
     assert rec.encoder.startswith("edsr-") and rec.model == "liif" and rec.ckpt == "a.ckpt"
     assert [p.name for p in rec.per_image] == sorted(str(f) for f in (root / "HR").iterdir())
+
+
+def test_the_command_defaults_are_conf_test_yaml_and_pass_whole() -> None:
+    """``lte.test``'s ``eval.*`` defaults are the config file's; the library's are the papers'."""
+    cfg = OmegaConf.load(Path(lte.__file__).parent / "conf" / "test.yaml")
+    settings = EvalSettings.from_config(cfg)
+    assert settings == EvalSettings((2, 3, 4), 30000, None, False, None, "eager", False)
+    assert EvalSettings([2]) == EvalSettings([2], 30000, 0, False, 0, "eager", False)
+    with pytest.raises(UserError, match=r"^eval\.chunks is not an option: use eval\.chunk, "):
+        EvalSettings.from_config(OmegaConf.create({"scales": [2], "eval": {"chunks": 5}}))
+
+
+class NearestRow(Method):
+    """A reference row that is neither a network nor bicubic: PIL nearest-neighbour upscaling."""
+
+    model_name, encoder_name, native_scale, device = "nearest_pil", "none", None, None
+
+    @property
+    def preparer(self):  # type: ignore[no-untyped-def]
+        return keep_lr
+
+    def ready(self, settings: EvalSettings, device: torch.device) -> NearestRow:
+        return self
+
+    def to_device(self, inp: np.ndarray) -> np.ndarray:
+        return inp
+
+    def predict(self, inp: np.ndarray, out_hw: tuple[int, int], scale: float) -> Tensor:
+        up = Image.fromarray(inp).resize((out_hw[1], out_hw[0]), Image.Resampling.NEAREST)
+        return to_tensor(np.asarray(up)).unsqueeze(0)
+
+    def to_image(self, out: Tensor, out_hw: tuple[int, int]) -> Tensor:
+        return out
+
+
+def test_any_method_is_scored_by_the_same_loop(tmp_path: Path) -> None:
+    """A new reference row is one subclass of ``Method``; the loop asks nothing else of it."""
+    ts = folder_set(make_folder(tmp_path / "set", lr_scales=()))
+    (rec,) = evaluate_testset(NearestRow(), ts, [2], ckpt="nearest")
+    (bicubic,) = evaluate_testset(BICUBIC, ts, [2], ckpt="bicubic")
+    assert (rec.model, rec.encoder, rec.images, rec.native_scale) == (
+        "nearest_pil",
+        "none",
+        2,
+        None,
+    )
+    assert rec.psnr < bicubic.psnr  # nearest-neighbour is the weaker row
+    assert (bicubic.model, bicubic.encoder) == ("bicubic", "none")
+    assert "native_scale" not in rec.to_dict()
+
+
+def test_a_fixed_scale_record_carries_its_native_scale(tmp_path: Path) -> None:
+    from lte.models import EDSR, NearestDecoder
+
+    net = SRModel(EDSR(n_resblocks=1, n_feats=4, upscale=2), NearestDecoder, scale_max=2).eval()
+    (rec,) = evaluate_testset(net, folder_set(make_folder(tmp_path / "set")), [2])
+    assert rec.native_scale == 2 and rec.to_dict()["native_scale"] == 2
+    with pytest.raises(
+        UserError, match=r"^scales: x3 is not available: the model is a fixed-scale"
+    ):
+        evaluate_testset(net, folder_set(tmp_path / "set"), [3])
 
 
 # --- official checkpoints, against the literal reading of SPEC ---------------------------------

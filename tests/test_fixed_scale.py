@@ -25,10 +25,10 @@ from torch import Tensor
 from cli import run_in_process, run_module
 from conftest import ROOT, SAMPLE_DIR, sample_photos
 from lte.checkpoint import load_checkpoint, official_state, save_lte, save_official
-from lte.compare import markdown_tables
+from lte.comparison import markdown_tables
 from lte.data.images import load_rgb, save_rgb
 from lte.errors import UserError
-from lte.evaluate import evaluate_testset
+from lte.evaluation import evaluate_testset
 from lte.geometry import make_coord_1d
 from lte.inference import predict
 from lte.models import EDSR, RDN, NearestDecoder, SRModel

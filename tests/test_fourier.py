@@ -26,9 +26,9 @@ from cli import run_main
 from literal import _ensemble, _nearest
 from lte.checkpoint import save_lte, save_official
 from lte.cli.fourier import main
-from lte.fourier import figure, figure_size, fourier_view, to_rgb
 from lte.geometry import make_coord
 from lte.models import build_model
+from lte.spectrum import figure, figure_size, fourier_view, to_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["model.decoder.hidden_dim=16", "model.decoder.mlp_hidden=[16,16]"]

@@ -294,7 +294,7 @@ def test_lte_test_compile_backend_scores_as_the_eager_one(
     """``eval.backend=compile`` runs the compiled block (no recompile across images and scales) and
     scores every image as the eager backend does, to float32 rounding."""
     from lte.data.images import save_rgb
-    from lte.evaluate import EvalSettings, evaluate_testset
+    from lte.evaluation import EvalSettings, evaluate_testset
 
     root = tmp_path / "crops"
     root.mkdir()

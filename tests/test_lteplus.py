@@ -38,7 +38,7 @@ from lte.data.images import load_rgb, save_rgb
 from lte.data.sampling import grid_train_sample, train_sample
 from lte.data.store import ImageStore
 from lte.errors import UserError
-from lte.evaluate import EvalSettings, evaluate_testset
+from lte.evaluation import EvalSettings, evaluate_testset
 from lte.geometry import make_coord
 from lte.models.spec import ModelSpec
 from lte.testsets import FolderSet

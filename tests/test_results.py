@@ -51,6 +51,22 @@ def test_results_file_schema_merge_and_csv(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_native_scale_is_written_for_fixed_scale_models_only(tmp_path: Path) -> None:
+    """JSON only: the CSV keeps lte's nine columns, so existing CSVs stay lte's."""
+    path = tmp_path / "res.json"
+    fixed = record(model="nearest", encoder="edsr_baseline_x2", native_scale=2)
+    merge_results([record(), fixed], path)
+    data = json.loads(path.read_text())
+    assert list(data[0]) == list(RESULT_KEYS) and "native_scale" not in RESULT_KEYS
+    assert list(data[1]) == [*RESULT_KEYS, "native_scale"] and data[1]["native_scale"] == 2
+    assert read_results(path)[1]["native_scale"] == 2
+    assert path.with_suffix(".csv").read_text().splitlines()[0] == ",".join(RESULT_KEYS)
+    for bad in (2.5, "2", True, 0):
+        path.write_text(json.dumps([{**data[1], "native_scale": bad}]))
+        with pytest.raises(UserError, match=r"record 0: native_scale .* is not a whole scale"):
+            read_results(path)
+
+
 def test_records_written_by_hand_are_kept_and_read_back(tmp_path: Path) -> None:
     """A file of the documented schema (e.g. from an older run or another tool) merges cleanly."""
     path = tmp_path / "res.json"

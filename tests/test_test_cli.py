@@ -21,7 +21,7 @@ from conftest import sample_photos
 from lte.checkpoint import atomic_save, checkpoint_metadata, load_checkpoint
 from lte.data.images import load_rgb, save_rgb
 from lte.data.resize import downsample_pil
-from lte.evaluate import evaluate_testset
+from lte.evaluation import evaluate_testset
 from lte.models.build import instantiate_model, model_config
 from lte.models.identity import labels
 from lte.results import RESULT_KEYS

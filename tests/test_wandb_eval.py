@@ -21,14 +21,14 @@ import pytest
 import torch
 from PIL import Image
 
-from lte.cli.test import training_run, wandb_identity
-from lte.compare import compare, comparison_name, gather, markdown_tables
+from lte.comparison import compare, gather, markdown_tables
 from lte.data.images import load_rgb
 from lte.errors import UserError
-from lte.evaluate import BICUBIC, evaluate_testset
+from lte.evaluation import BICUBIC, evaluate_testset
 from lte.inference import stderr_progress
 from lte.results import ResultRecord, merge_results
 from lte.testsets import FolderSet
+from lte.wandb_eval import comparison_name, training_run, wandb_identity
 from lte.wandb_offline import offline_runs, read_offline_run
 from test_test_cli import make_folder, save_tiny_checkpoint
 

@@ -6,6 +6,10 @@ with the same rows as CSV beside it::
     {"testset": "set5", "scale": 2, "protocol": "benchmark", "psnr": 38.23, "ssim": 0.9614,
      "images": 5, "model": "lte", "encoder": "rdn", "ckpt": "ckpts/rdn-lte.pth"}
 
+A fixed-scale model's records also hold its ``"native_scale"`` (JSON only: the CSV keeps the nine
+columns of :data:`RESULT_KEYS`), which ``lte.compare`` reads (:mod:`lte.fixed_scale`). A method is
+named the same way everywhere, by :func:`method_label`.
+
 This module imports neither torch nor Hydra, so reading and comparing results is instant. Scales
 are written with :mod:`lte.scales`.
 
@@ -43,11 +47,23 @@ from lte.scales import format_scale, scale_value
 log = logging.getLogger(__name__)
 
 
+#: The bicubic reference row's labels: ``model`` ``bicubic``, and no network, so ``encoder`` ``none``.
+BICUBIC_MODEL = "bicubic"
+NO_ENCODER = "none"
+
+
+def method_label(model: str, encoder: str) -> str:
+    """How tables, logs and W&B name a method: ``<encoder>-<model>`` (``rdn-lte``), or ``bicubic``."""
+    return model if model == BICUBIC_MODEL else f"{encoder}-{model}"
+
+
 @dataclass
 class ResultRecord:
     """One row of a results file: a model on one test set at one scale.
 
-    ``per_image`` holds per-image scores for callers that want them; it is not written to files.
+    ``native_scale`` is a fixed-scale model's one scale (``None``: arbitrary-scale), written only
+    when set. ``per_image`` holds per-image scores for callers that want them; it is not written
+    to files.
     """
 
     testset: str
@@ -59,20 +75,33 @@ class ResultRecord:
     model: str
     encoder: str
     ckpt: str
+    native_scale: int | None = None
     per_image: list[Any] = field(default_factory=list, repr=False)
 
+    @property
+    def method(self) -> str:
+        """The method's label (:func:`method_label`)."""
+        return method_label(self.model, self.encoder)
+
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form: the schema's keys only, scales as ``2`` rather than ``2.0``, NaN as null."""
+        """The JSON form: the schema's keys (``native_scale`` when set), scales as ``2`` rather
+        than ``2.0``, NaN as null."""
         d = {k: v for k, v in asdict(self).items() if k != "per_image"}
         d["scale"] = scale_value(self.scale)
         for key in ("psnr", "ssim"):
             if isinstance(d[key], float) and not math.isfinite(d[key]):
                 d[key] = None  # JSON has no NaN / inf
+        if d["native_scale"] is None:
+            del d["native_scale"]
         return d
 
 
+#: Keys a record holds only when they apply.
+OPTIONAL_KEYS: tuple[str, ...] = ("native_scale",)
 #: The keys every record of a results file holds, in column order.
-RESULT_KEYS: tuple[str, ...] = tuple(f.name for f in fields(ResultRecord) if f.name != "per_image")
+RESULT_KEYS: tuple[str, ...] = tuple(
+    f.name for f in fields(ResultRecord) if f.name not in ("per_image", *OPTIONAL_KEYS)
+)
 
 
 def record_key(rec: dict[str, Any]) -> tuple[Any, ...]:
@@ -148,6 +177,13 @@ def validate_record(rec: Any, where: str) -> dict[str, Any]:
             )
     if rec["images"] is not None and not (isinstance(rec["images"], int) and rec["images"] >= 0):
         raise UserError(f"{where}: images {_show(rec['images'])} is not a count")
+    native = rec.get("native_scale")
+    if native is not None and (
+        isinstance(native, bool) or not isinstance(native, int) or not 1 <= native <= MAX_SCALE
+    ):
+        raise UserError(
+            f"{where}: native_scale {_show(native)} is not a whole scale from 1 to {MAX_SCALE:g}"
+        )
     for key in ("testset", "protocol", "model", "encoder", "ckpt"):
         if not isinstance(rec[key], str):
             raise UserError(f"{where}: {key} {_show(rec[key])} is not a string")
@@ -241,6 +277,29 @@ def results_csv(records: Sequence[dict[str, Any]], columns: Sequence[str] = RESU
     for rec in records:
         writer.writerow({k: "" if rec.get(k) is None else rec[k] for k in columns})
     return buf.getvalue()
+
+
+def format_table(records: Sequence[ResultRecord]) -> str:
+    """A plain-text table: one row per test set, one column per scale, ``PSNR / SSIM`` per cell."""
+    sets = list(dict.fromkeys(r.testset for r in records))
+    scales = sorted({r.scale for r in records})
+    cells = {(r.testset, r.scale): r for r in records}
+
+    def cell(t: str, s: float) -> str:
+        r = cells.get((t, s))
+        if r is None:
+            return "-"
+        ssim = "-" if r.ssim is None else f"{r.ssim:.4f}"
+        return f"{r.psnr:.2f} / {ssim}"
+
+    header = ["testset", *(f"x{format_scale(s)}" for s in scales)]
+    rows = [[t, *(cell(t, s) for s in scales)] for t in sets]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in [header, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "PSNR (dB) / SSIM\n" + "\n".join(lines)
 
 
 def merge_results(

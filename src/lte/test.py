@@ -1,8 +1,6 @@
-"""``python -m lte.test`` and the ``lte-test`` script: an alias of :mod:`lte.cli.test` (see there)."""
+"""``python -m lte.test``: an alias of :mod:`lte.cli.test` (the ``lte-test`` console script)."""
 
 from lte.cli.test import main
-
-__all__ = ["main"]
 
 if __name__ == "__main__":
     main()

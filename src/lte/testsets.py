@@ -225,7 +225,7 @@ class TestSet:
     def lr_source(self, scale: float) -> Path | None:
         """:meth:`lr_folder`, saying (log) whether ``scale`` reads LR files or makes them.
 
-        Called once per scale by :meth:`pairs` and by :func:`lte.evaluate.evaluate_testset`.
+        Called once per scale by :meth:`pairs` and by :func:`lte.evaluation.evaluate_testset`.
         """
         lr_dir = self.lr_folder(scale)
         tag = format_scale(scale)

@@ -1,29 +1,6 @@
-"""``python -m lte.upscale``: alias of :mod:`lte.cli.upscale`, where the command lives.
+"""``python -m lte.upscale``: an alias of :mod:`lte.cli.upscale` (the ``lte-upscale`` console script)."""
 
-Kept so that ``python -m lte.upscale`` and the ``lte-upscale`` script (``lte.upscale:main``) work.
-"""
-
-from __future__ import annotations
-
-from lte.cli.upscale import (
-    DTYPES,
-    build_parser,
-    check_output,
-    main,
-    output_size,
-    parse_size,
-    round_half_up,
-)
-
-__all__ = [
-    "DTYPES",
-    "build_parser",
-    "check_output",
-    "main",
-    "output_size",
-    "parse_size",
-    "round_half_up",
-]
+from lte.cli.upscale import main
 
 if __name__ == "__main__":
     main()

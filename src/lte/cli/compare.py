@@ -2,8 +2,8 @@
 
     lte-compare results/*.json --out compare/ --published --baseline rdn-liif [--overwrite]
 
-Parses the options and calls :func:`lte.compare.compare`; like that module it loads neither torch
-nor Hydra. Existing comparison files in ``--out`` are replaced only with ``--overwrite``.
+Parses the options and calls :func:`lte.comparison.compare`; like that module it loads neither
+torch nor Hydra. Existing comparison files in ``--out`` are replaced only with ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -11,13 +11,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from lte.compare import compare
+from lte.cli.options import Parser
+from lte.comparison import compare
 from lte.errors import exit_on_user_error
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line's options (see ``lte-compare --help``)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
+        command="python -m lte.compare",
         prog="lte-compare",
         description="Compare lte.test results files: markdown table, PSNR-vs-scale plot, W&B.",
     )

@@ -9,7 +9,8 @@ Everything checkable without computing is checked first, in this order: the opti
 device, the output path (not the input; not an existing file or dangling link unless
 ``--overwrite``; never a folder, FIFO or read-only file; a writable folder; a suffix matplotlib
 writes: :func:`lte.files.check_output`), the image's header and ``--at`` against its size; then the
-checkpoint is loaded and must have an LTE decoder; only then is the image decoded and encoded.
+checkpoint is loaded and must have an LTE decoder; only then is the image decoded and encoded
+(:mod:`lte.spectrum` makes the figure).
 """
 
 from __future__ import annotations
@@ -22,24 +23,18 @@ from pathlib import Path
 
 from lte.atomic import atomic_path
 from lte.checkpoint import load_checkpoint
+from lte.cli.options import Parser, check_not_input
 from lte.data.images import MAX_PIXELS_ENV, image_size, load_rgb, parse_pixel_limit, to_tensor
 from lte.devices import resolve_device
 from lte.errors import UserError, exit_on_user_error, quote
 from lte.files import check_output as check_destination
-from lte.fourier import figure, fourier_view, is_finite
 from lte.limits import finite_positive
+from lte.spectrum import figure, fourier_view, is_finite
 
 #: Output suffixes and the format matplotlib writes for them.
 FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg", ".jpg": "jpg", ".jpeg": "jpg"}
 #: Resolution range of ``--dpi``: below it the text is unreadable, above it the PNG is huge.
 DPI_RANGE = (20, 600)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit 2), like every other bad input in lte."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see python -m lte.fourier --help)")
 
 
 def parse_at(text: str) -> tuple[int, int]:
@@ -80,20 +75,15 @@ def check_output(image: str, out: str, overwrite: bool) -> str:
         raise UserError(
             f"--out {quote(dst)} must end in {', '.join(FORMATS)} (the figure's format)"
         )
-    same = os.path.realpath(src) == os.path.realpath(dst)  # a link loop is not a crash here
-    if not same and src.exists() and dst.exists():
-        same = os.path.samefile(src, dst)
-    if same:
-        raise UserError(
-            f"--out {quote(dst)} is the input image: choose another name (the input is never "
-            "replaced)"
-        )
+    check_not_input(src, dst, what="--out")
     check_destination(dst, what="--out", overwrite=overwrite)
     return fmt
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    """The command line's options (see ``lte-fourier --help``)."""
+    p = Parser(
+        command="python -m lte.fourier",
         prog="lte-fourier",
         description="Draw the LTE paper's Fourier feature-space figure for one LR position of an "
         "image: the LR image and crop, a map of the dominant estimated frequency's magnitude over "

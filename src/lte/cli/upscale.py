@@ -22,11 +22,11 @@ import math
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
 from lte.checkpoint import LoadedModel, load_checkpoint
+from lte.cli.options import Parser, check_not_input
 from lte.data.images import (
     MAX_PIXELS_ENV,
     check_output_path,
@@ -40,8 +40,9 @@ from lte.data.images import (
     to_uint8,
 )
 from lte.devices import resolve_device, slow_lowp_warning
-from lte.errors import UserError, exit_on_user_error, quote
+from lte.errors import UserError, exit_on_user_error
 from lte.files import check_output as check_destination
+from lte.fixed_scale import check_output_size
 from lte.inference import BACKENDS, DEFAULT_CHUNK, kernel_for_backend, predict, stderr_progress
 from lte.limits import DEFAULT_MAX_OUTPUT_PIXELS, check_output_request, finite_positive
 
@@ -51,13 +52,6 @@ DTYPES: dict[str, torch.dtype | None] = {
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
 }
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit 2), like every other bad input in lte."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message} (see python -m lte.upscale --help)")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -101,7 +95,9 @@ def output_size(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    """The command line's options (see ``lte-upscale --help``)."""
+    p = Parser(
+        command="python -m lte.upscale",
         prog="lte-upscale",
         description="Upscale an image to any scale or size with LTE, LIIF or Meta-SR. "
         "EXIF orientation is applied (the output is upright). An existing output is never "
@@ -199,39 +195,9 @@ def check_output(
     Also the folder, the suffix (a format PIL writes at ``size``, the output's ``(H, W)``), the name
     length and writability, so that no computation is wasted (:func:`lte.files.check_output`).
     """
-    src, dst = Path(input_path), Path(output_path)
-    same = os.path.realpath(src) == os.path.realpath(dst)  # a link loop is not a crash here
-    if not same and os.path.exists(src) and os.path.exists(dst):
-        try:
-            same = os.path.samefile(src, dst)
-        except OSError:
-            same = False
-    if same:
-        raise UserError(
-            f"output {quote(dst)} is the input image: choose another output name (the input is "
-            "never replaced, even with --overwrite)"
-        )
-    check_output_path(dst, size=size)
-    check_destination(dst, what="output", overwrite=overwrite)
-
-
-def check_native_size(
-    loaded: LoadedModel,
-    lr_hw: tuple[int, int],
-    out_hw: tuple[int, int],
-    scale: float | None,
-    size: str | None,
-) -> None:
-    """A fixed-scale model makes only ``native_scale`` times the input: refuse any other output."""
-    native = loaded.model.native_scale
-    if native is None or tuple(out_hw) == (native * lr_hw[0], native * lr_hw[1]):
-        return
-    option = f"--scale {scale:g}" if scale is not None else f"--size {size}"
-    raise UserError(
-        f"{option}: checkpoint '{loaded.path}' is a fixed-scale model with native scale x{native}: "
-        f"it only makes {native * lr_hw[1]}x{native * lr_hw[0]} from this {lr_hw[1]}x{lr_hw[0]} "
-        f"image; use --scale {native}"
-    )
+    check_not_input(input_path, output_path, what="output")
+    check_output_path(output_path, size=size)
+    check_destination(output_path, what="output", overwrite=overwrite)
 
 
 def upscale(
@@ -292,7 +258,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     image = load_rgb(args.input, max_pixels)
     lr_hw = image.shape[:2]
     out_hw = output_size(lr_hw, args.scale, size)
-    check_native_size(loaded, lr_hw, out_hw, args.scale, args.size)
+    option = f"--scale {args.scale:g}" if args.scale is not None else f"--size {args.size}"
+    check_output_size(
+        loaded.model.native_scale, lr_hw, out_hw, option=option, what=f"checkpoint '{loaded.path}'"
+    )
     lr = normalize(to_tensor(image)).unsqueeze(0).to(device)
     sr = upscale(
         loaded,
