@@ -3,7 +3,7 @@
 ``lte.test`` logs ``scale`` as the step metric of ``test/<set>/*``, so the W&B UI plots PSNR and
 SSIM against scale for any selection of runs; the run is named, grouped and tagged from what was
 measured (:func:`wandb_identity`) and linked to the W&B run that trained the checkpoint
-(:func:`training_run`). ``lte.compare`` logs its table, one native line chart per test set and the
+(``LoadedModel.training_run``, read with the checkpoint). ``lte.compare`` logs its table, one native line chart per test set and the
 markdown (:func:`log_comparison`). Without ``WANDB_API_KEY`` (and no explicit mode) runs are
 offline in a local folder: upload later with ``wandb sync``. See ``docs/wandb.md``.
 
@@ -71,35 +71,6 @@ def wandb_settings(logger: Any) -> dict[str, Any] | None:
     return {k: node.get(k) for k in SETTINGS_KEYS if node.get(k) is not None}
 
 
-def training_run(ckpt: str | os.PathLike[str]) -> dict[str, str]:
-    """The W&B run that trained an lte checkpoint: ``{"id", "project", "entity", "path"}`` or ``{}``.
-
-    Training stores its run id (``wandb_run_id``) and its resolved config (``train_config``) in
-    every checkpoint. Both are read as plain data (weights-only load, tensors memory-mapped, so
-    nothing is read twice): a value that is not a well-formed id or name is ignored.
-    """
-    import torch
-
-    from lte.training.loggers import valid_run_id
-
-    try:
-        obj = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # official files (no run), old formats: nothing to link
-        return {}
-    if not isinstance(obj, dict) or valid_run_id(obj.get("wandb_run_id")) is None:
-        return {}
-    out = {"id": obj["wandb_run_id"]}
-    train_cfg = obj.get("train_config")
-    node = train_cfg.get("logger") if isinstance(train_cfg, dict) else None
-    node = node.get("wandb") if isinstance(node, dict) else None
-    if isinstance(node, dict):
-        for key in ("project", "entity"):
-            if valid_run_id(node.get(key)):
-                out[key] = node[key]
-    out["path"] = "/".join(out[k] for k in ("entity", "project", "id") if k in out)
-    return out
-
-
 # --- lte.test ------------------------------------------------------------------------------------
 
 
@@ -136,6 +107,7 @@ def log_test_run(
     settings: Mapping[str, Any],
     *,
     ckpt_source: str = "",
+    train: Mapping[str, str] | None = None,
 ) -> Path:
     """One W&B run per ``lte.test`` call; returns its local folder.
 
@@ -144,7 +116,8 @@ def log_test_run(
     of ``test/<set>/*`` (``define_metric``). Also a Table ``test/results`` (the results file's
     rows) and summaries ``test/<set>/psnr_x<s>`` (runs-table columns). Config: ``config`` (the
     run's resolved options) plus ``method``, ``model``, ``encoder``, ``ckpt`` (absolute),
-    ``train_run_id`` / ``train_run_path`` (the W&B run stored in the checkpoint) and
+    ``train_run_id`` / ``train_run_path`` (``train``: the W&B run the checkpoint records,
+    ``LoadedModel.training_run.to_dict()``) and
     ``protocols``. The run lives in ``settings["save_dir"]``, else ``run_dir``.
     """
     import wandb
@@ -152,7 +125,7 @@ def log_test_run(
     mode = _mode(settings)
     first = records[0]
     baseline = first.model == BICUBIC_MODEL
-    train = {} if baseline else training_run(first.ckpt)
+    train = dict(train or {})
     ident = wandb_identity(records, train, settings)
     sets = list(dict.fromkeys(r.testset for r in records))
     config = {

@@ -22,8 +22,7 @@ from lte.errors import UserError
 from lte.files import check_input
 
 #: What a W&B run id (and a project or entity name) read from a checkpoint may look like; anything
-#: else is ignored. The same rule as ``lte.training.loggers.valid_run_id`` (tested equal), kept here
-#: so that reading a checkpoint does not import the training stack.
+#: else is ignored. Training's resume uses the same rule (:func:`valid_run_id`).
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 

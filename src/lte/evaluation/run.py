@@ -67,13 +67,14 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
         testset.check_scales(settings.scales)
     method: Method
     if baseline is not None:
-        method, ckpt, source = BICUBIC, BICUBIC_MODEL, "baseline"
+        method, ckpt, source, train = BICUBIC, BICUBIC_MODEL, "baseline", None
         log.info("bicubic baseline (PIL bicubic upscaling of the same LR, same protocol)")
     else:
         from lte.checkpoint import load_checkpoint
 
         loaded = load_checkpoint(cfg.ckpt)  # on the CPU; moved to `device` just below
         method, ckpt, source = as_method(loaded.model), str(cfg.ckpt), loaded.source
+        train = loaded.training_run.to_dict() if loaded.training_run is not None else None
         log.info("%s checkpoint '%s' on %s", loaded.source, loaded.path, device)
     method = method.ready(settings, device)  # the device and eval.backend's kernel, once
     records: list[ResultRecord] = []
@@ -123,7 +124,7 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
     if wandb_cfg is not None:
         profile.lap("other")
         config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-        folder = log_test_run(config, records, run_dir, wandb_cfg, ckpt_source=source)
+        folder = log_test_run(config, records, run_dir, wandb_cfg, ckpt_source=source, train=train)
         profile.lap("results")
         print(f"W&B run: {folder}")
     if settings.profile:

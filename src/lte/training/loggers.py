@@ -7,7 +7,6 @@ names of the config files that built it.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +15,10 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from lte.checkpoint.reading import valid_run_id
 from lte.training.checks import build
 
 #: What a W&B run id may look like; anything else read from a file is ignored.
-_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def hydra_choice(group: str) -> str | None:
@@ -49,11 +48,6 @@ def run_name(model: str, encoder: str, scale_min: float, scale_max: float) -> st
 def default_tags(model: str, encoder: str) -> list[str]:
     """Tags every run gets: model, encoder, then the data set and experiment chosen, where known."""
     return [model, encoder, *[t for t in (hydra_choice("data"), hydra_choice("experiment")) if t]]
-
-
-def valid_run_id(value: Any) -> str | None:
-    """A W&B run id read from a checkpoint, if it is one (plain letters, digits, ``_`` and ``-``)."""
-    return value if isinstance(value, str) and _RUN_ID.fullmatch(value) else None
 
 
 def wandb_quiet_kwargs(mode: str) -> dict[str, Any]:
