@@ -26,10 +26,6 @@ SRC = ROOT / "src"
 #: ``python -m lte.<tool>``: modules that only hand over to ``lte.cli.<tool>.main``.
 ALIASES = {f"lte.{tool}": f"lte.cli.{tool}" for tool in ("train", "test", "upscale", "compare")}
 ALIASES["lte.fourier"] = "lte.cli.fourier"
-#: Library modules that still import an alias, each with the reason; to be emptied.
-PENDING = {
-    ("lte.training.fourier_callback", "lte.fourier"): "the figure moved to lte.spectrum",
-}
 
 
 def modules() -> list[str]:
@@ -133,7 +129,7 @@ def test_the_library_imports_no_entry_point(graph: dict[str, set[str]]) -> None:
         for name in graph
         if name not in entry
         for dep in imports_of(name, known, anywhere=True)
-        if dep in entry and (name, dep) not in PENDING
+        if dep in entry
     )
     assert not wrong, f"library modules importing lte.cli or an alias: {wrong}"
 

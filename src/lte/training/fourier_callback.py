@@ -2,7 +2,7 @@
 
 Off by default; ``python -m lte.train callbacks=fourier ...`` adds it to the default callbacks
 (``conf/callbacks/fourier.yaml``). It shows how the texture estimator's frequencies develop: the same
-LR patch and position every time, drawn by :func:`lte.fourier.figure`.
+LR patch and position every time, drawn by :func:`lte.spectrum.figure`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lte.atomic import atomic_path
 from lte.data.images import denormalize
 from lte.errors import UserError
-from lte.fourier import figure, fourier_view, is_finite, to_rgb
+from lte.spectrum import figure, fourier_view, is_finite, to_rgb
 
 log = logging.getLogger(__name__)
 
