@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lte import geometry
-from lte.errors import UserError
 from lte.models.decoders import Decoder, DecoderState, Kernel
 from lte.models.decoders.base import FourierMaps
 from lte.models.encoder import check_encoder
@@ -90,21 +89,6 @@ class SRModel(nn.Module):
         """The one integer scale a fixed-scale model makes (its encoder's ``upscale``), or ``None``
         for an arbitrary-scale model. Evaluation scores a fixed-scale model only at this scale."""
         return self._upscale
-
-    def check_scale(self, scale: float, option: str, fix: str, what: str = "this model") -> None:
-        """A one-line UserError when a fixed-scale model is asked for another scale than its own.
-
-        ``option`` names the request (``scales``, ``--scale 3``), ``fix`` the corrected option
-        (``scales=[2]``), ``what`` the model (``checkpoint 'x.pth'``). Arbitrary-scale: no-op.
-        """
-        native = self.native_scale
-        if native is None or float(scale) == float(native):
-            return
-        shown = f"{float(scale):g}"
-        raise UserError(
-            f"{option}: x{shown} is not available: {what} is a fixed-scale model with native scale "
-            f"x{native} (it only upsamples by {native}); use {fix}"
-        )
 
     @property
     def receptive_radius(self) -> int | None:

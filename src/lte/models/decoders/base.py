@@ -216,8 +216,9 @@ class Decoder(nn.Module):
                 then computed once).
             dtype: the MLP's compute type (``None`` = float32, ``torch.bfloat16``, ``torch.float16``).
             kernel: ``"exact"`` (the differentiable definition), ``"fast"`` or ``"compiled"``
-                (inference only; a ``ValueError`` if the family has none, the state carries
-                gradients, or, for ``"compiled"``, ``torch.compile`` cannot work here).
+                (inference only; a ``ValueError`` if the family has none or the state carries
+                gradients). Whether ``torch.compile`` works on this machine is decided once, by
+                :func:`lte.inference.kernel_for_backend`, which falls back to the eager kernel.
         """
         check_query(state, coord, cell)
         mlp_dtype = mlp_dtype_of(dtype)
@@ -233,12 +234,6 @@ class Decoder(nn.Module):
                 f"kernel='{kernel}' gives no gradients: encode under torch.no_grad()/inference_mode, "
                 "or train with kernel='exact'"
             )
-        if kernel == "compiled":
-            from lte.devices import compile_unavailable
-
-            reason = compile_unavailable(state.table.device)
-            if reason is not None:
-                raise ValueError(f"kernel='compiled' is not available here: {reason}")
         with torch.no_grad():
             if kernel == "compiled":
                 return self.compiled(state, coord, cell, mlp_dtype)
