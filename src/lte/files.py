@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lte.atomic import check_writable, file_kind, read_only_reason, write_error, write_target
-from lte.errors import UserError, quote
+from lte.errors import UserError, escape_controls, quote
 
 
 def label(what: str, path: str | os.PathLike[str]) -> str:
@@ -144,3 +144,23 @@ def _nearest_folder(folder: Path, shown: str) -> Path:
             "folder: choose another place"
         )
     return ancestor
+
+
+def create_folder(folder: str | os.PathLike[str], setting: str) -> Path:
+    """Create ``folder`` (and its parents) for a run, or say in one line why it cannot be.
+
+    ``setting`` is the option that named it (``hydra.run.dir``), shown with the value as given:
+    the folder is taken as Hydra takes it, relative to the working folder, with no ``~`` expansion.
+
+    Raises:
+        UserError: the folder cannot be created (a file in the way, no permission, ...).
+    """
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(
+            f"{setting}={escape_controls(str(folder))}: cannot create the folder "
+            f"({err.strerror or err}): choose a writable path"
+        ) from None
+    return path

@@ -21,16 +21,15 @@ See docs/training.md. The work itself is :func:`lte.training.run.train`.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from lte.conf import CONF_DIR as _CONF
-from lte.errors import UserError, exit_on_user_error
+from lte.errors import exit_on_user_error
+from lte.files import create_folder
 
 #: The config groups a training run is composed from, in the order --help lists them.
 TRAIN_GROUPS = ("model", "encoder", "data", "trainer", "logger", "callbacks", "experiment")
@@ -87,14 +86,7 @@ def _check_output_dir(argv: list[str]) -> None:
     values = [a[len(key) :] for a in argv if a.startswith(key)]
     if not values or "${" in values[-1]:
         return
-    folder = Path(os.path.expanduser(values[-1]))
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(
-            f"{key}{values[-1]}: cannot create the folder ({err.strerror or err}): choose a "
-            "writable path"
-        ) from None
+    create_folder(values[-1], key.removesuffix("="))
 
 
 @contextlib.contextmanager

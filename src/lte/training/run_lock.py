@@ -28,6 +28,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from lte.errors import UserError, escape_controls, quote
+from lte.files import create_folder
 
 LOCK_NAME = ".lte-run.lock"
 OWNER_NAME = ".lte-run.owner"
@@ -85,14 +86,7 @@ def hold_run_dir(
     Raises:
         UserError: another process holds the folder (naming it), or the folder cannot be created.
     """
-    path = Path(folder)  # as Hydra takes it: relative to the working folder, no ~ expansion
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(
-            f"{option}={escape_controls(str(folder))}: cannot create the folder ({err.strerror or err}): "
-            "choose a writable path"
-        ) from None
+    path = create_folder(folder, option)  # as Hydra takes it: no ~ expansion
     key = path.resolve()
     if is_worker_process() or key in _held:
         yield path
