@@ -145,7 +145,7 @@ def convert_checkpoint(
     loaded, obj = load_with_file(source)
     if to != "lte":
         save_official(loaded.model, target, layout="standard" if to == "official" else to)
-    elif loaded.source == "official":
+    elif loaded.source != "lte":  # an official release or a .safetensors: no Lightning entries
         save_lte(loaded.model, target)
     else:
         obj["lte"] = checkpoint_metadata(loaded.model, prefix=obj["lte"]["prefix"])

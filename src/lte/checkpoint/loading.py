@@ -1,9 +1,13 @@
-"""Load any checkpoint lte reads (an official release or an lte file) into an ``SRModel``, once.
+"""Load any checkpoint lte reads (an official release, an lte file or an lte ``.safetensors``) into
+an ``SRModel``, once.
 
-The file is read once (:func:`~lte.checkpoint.reading.read_checkpoint`); its layout decides which
-reader describes the model (:mod:`.lte_format`, :mod:`.official`, :mod:`.fixed_scale`), and every
-layout ends in the same checked build (:mod:`.building`). What the file records besides the model
-(the training run) comes back with it, so no caller opens the file a second time.
+A ``.safetensors`` file (its suffix or its first bytes: :func:`~.safetensors_format.is_safetensors`)
+is read by :mod:`.safetensors_format`, with no pickle involved at all; any other file once by
+:func:`~lte.checkpoint.reading.read_checkpoint` (``torch.load(weights_only=True)``), whose layout
+decides which reader describes the model (:mod:`.lte_format`, :mod:`.official`, :mod:`.fixed_scale`).
+Every layout ends in the same checked build (:mod:`.building`). What the file records besides the
+model (the training run) comes back with it, so no caller opens the file a second time. An ONNX
+export is no checkpoint: :mod:`lte.onnx_runtime` runs it, and this module says so in one line.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from lte.checkpoint.layouts import from_layout_keys
 from lte.checkpoint.lte_format import lte_spec, lte_weights
 from lte.checkpoint.official import official_description, release_buffers, to_model_keys
 from lte.checkpoint.reading import TrainingRun, read_checkpoint, training_run
+from lte.checkpoint.safetensors_format import is_safetensors, read_safetensors
 from lte.errors import UserError, quote
 from lte.models.fields import FieldError
 from lte.models.identity import labels
@@ -40,12 +45,13 @@ class LoadedModel:
     """
 
     model: SRModel
-    source: str  # "official" or "lte"
+    source: str  # "official", "lte" or "safetensors"
     path: Path
     #: The description the model was built from (``scale_max`` as given to :func:`load_checkpoint`).
     spec: ModelSpec
-    #: The released model name of an official file (``lte``, ``lte-fast``, ...); None for lte files.
-    #: ``lte-fast`` is LTE's function in another layout: labels say ``lte``, this says where from.
+    #: The released model name of an official file (``lte``, ``lte-fast``, ...), or the one a
+    #: ``.safetensors`` export records; None for lte files. ``lte-fast`` is LTE's function in
+    #: another layout: labels say ``lte``, this says where from.
     release: str | None = None
     #: The W&B run that trained it, as the file records it (lte files written by training), or None.
     training_run: TrainingRun | None = None
@@ -96,16 +102,37 @@ def _official(
     return build_with_weights(spec, to_model_keys(sd, skipped), where), spec
 
 
+def refuse_onnx(path: Path) -> None:
+    """An ``.onnx`` export is run by ``lte.upscale`` (:mod:`lte.onnx_runtime`), never loaded as
+    a checkpoint: one line saying what to give instead."""
+    if path.suffix.lower() == ".onnx":
+        raise UserError(
+            f"checkpoint {quote(path)} is an ONNX export: only lte.upscale runs it (--ckpt); "
+            "give the .safetensors, .ckpt or .pth it was exported from"
+        )
+
+
 def load_with_file(
     path: str | os.PathLike[str],
     map_location: str | torch.device = "cpu",
     *,
     scale_max: float | None = None,
 ) -> tuple[LoadedModel, dict[str, Any]]:
-    """:func:`load_checkpoint`, and the file's whole dict as read (for a converter that keeps it)."""
+    """:func:`load_checkpoint`, and the file's whole dict as read (for a converter that keeps it;
+    a ``.safetensors`` file's tensors)."""
     p = Path(path)
-    obj = read_checkpoint(p, map_location)
     where = f"checkpoint {quote(p)}"
+    refuse_onnx(p)
+    if is_safetensors(p):
+        found = read_safetensors(p, map_location)
+        spec = _with_scale_max(found.spec, scale_max)
+        sd = lte_weights(found.tensors, found.prefix)
+        check_storage(sd, where)
+        model = build_with_weights(spec, sd, where)
+        loaded = LoadedModel(model, "safetensors", p, spec, found.release)
+        loaded.model.eval()
+        return loaded, dict(found.tensors)
+    obj = read_checkpoint(p, map_location)
     if "lte" in obj:
         spec, prefix = lte_spec(obj["lte"], where)
         spec = _with_scale_max(spec, scale_max)
@@ -121,7 +148,8 @@ def load_with_file(
     else:
         raise UserError(
             f"'{p}' is not an LTE/LIIF/Meta-SR checkpoint: expected an official release "
-            "({'model': {'name', 'args', 'sd'}}) or an lte training checkpoint ('state_dict' and 'lte')"
+            "({'model': {'name', 'args', 'sd'}}), an lte training checkpoint ('state_dict' and "
+            "'lte') or an lte .safetensors export"
         )
     loaded.model.eval()
     return loaded, obj
@@ -133,7 +161,8 @@ def load_checkpoint(
     *,
     scale_max: float | None = None,
 ) -> LoadedModel:
-    """Load an official release or an lte checkpoint into an :class:`SRModel` in eval mode.
+    """Load an official release, an lte checkpoint or an lte ``.safetensors`` into an
+    :class:`SRModel` in eval mode.
 
     ``scale_max`` overrides the model's largest training scale (the file's own, 4 for official
     files): inference enlarges the cell beyond it. The model is built with it, never changed after.

@@ -43,7 +43,8 @@ class DecoderState:
             bilinear residual), also when ``table`` was built from a tile.
         origin: ``(row, col)`` of the tile's top-left LR pixel in ``lr``; ``(0, 0)`` untiled. Lookups
             use the whole image's geometry and subtract it, so a tile answers exactly as the whole
-            image would.
+            image would. Ints; an exported query graph (:mod:`lte.onnx_export`) passes two 0-d
+            integer tensors instead, so that the origin is an input of the graph, not a constant.
     """
 
     table: Tensor
@@ -61,12 +62,18 @@ class DecoderState:
                 f"DecoderState: table batch {self.table.shape[0]} != image batch {self.lr.shape[0]}"
             )
         oy, ox = self.origin
-        object.__setattr__(self, "origin", (int(oy), int(ox)))
+        if not (isinstance(oy, Tensor) and isinstance(ox, Tensor)):
+            object.__setattr__(self, "origin", (int(oy), int(ox)))
 
     @property
     def lr_hw(self) -> tuple[int, int]:
-        """``(h, w)`` of the whole LR grid."""
-        return int(self.lr.shape[-2]), int(self.lr.shape[-1])
+        """``(h, w)`` of the whole LR grid.
+
+        The shape's own entries, not ``int()`` of them: while ``torch.export`` traces a query
+        (:mod:`lte.onnx_export`) they are symbolic sizes, and ``int()`` would freeze the graph to
+        the example image's size.
+        """
+        return self.lr.shape[-2], self.lr.shape[-1]
 
 
 @dataclass(frozen=True, eq=False)

@@ -88,7 +88,9 @@ class NearestDecoder(Decoder):
             torch.div(ix, s, rounding_mode="floor"),
         )
         oy, ox = state.origin
-        if bool(
+        # A data-dependent check cannot be traced (lte.onnx_export): the exported graph's driver,
+        # lte.inference.predict, only asks a tile for the queries its core owns.
+        if not torch.compiler.is_exporting() and bool(
             (code_y < oy).any()
             | (code_y >= oy + th).any()
             | (code_x < ox).any()
