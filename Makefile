@@ -25,10 +25,10 @@ $(STAMP): pyproject.toml
 		$(PIP) install -q "torch==$(TORCH_VERSION)+cpu" 2>/dev/null || \
 		$(PIP) install -q "torch==$(TORCH_VERSION)" --index-url $(TORCH_CPU_INDEX); \
 	fi
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,onnx]"
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install lte with its dev tools
+install: $(STAMP) ## create .venv and install lte with its dev tools and the onnx extra
 
 test: install ## run the whole test suite (slow tests included)
 	$(PY) -m pytest -q

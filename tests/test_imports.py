@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 
 #: ``python -m lte.<tool>``: modules that only hand over to ``lte.cli.<tool>.main``.
-ALIASES = {f"lte.{tool}": f"lte.cli.{tool}" for tool in ("train", "test", "upscale", "compare")}
+ALIASES = {
+    f"lte.{tool}": f"lte.cli.{tool}" for tool in ("train", "test", "upscale", "compare", "export")
+}
 ALIASES["lte.fourier"] = "lte.cli.fourier"
 
 

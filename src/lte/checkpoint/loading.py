@@ -72,7 +72,7 @@ class LoadedModel:
         return labels(self.model.describe())[1]
 
 
-def _with_scale_max(spec: ModelSpec, scale_max: float | None) -> ModelSpec:
+def with_scale_max(spec: ModelSpec, scale_max: float | None) -> ModelSpec:
     """``spec`` with ``scale_max`` replaced when given (any finite positive number: a user's
     ``--scale-max`` may be below the files' lower bound of 1)."""
     if scale_max is None:
@@ -93,7 +93,7 @@ def _official(
             description, layout = official_description(entry)
     except FieldError as err:
         raise UserError(f"{where}: {err}") from None
-    spec = _with_scale_max(ModelSpec.from_dict(description, where), scale_max)
+    spec = with_scale_max(ModelSpec.from_dict(description, where), scale_max)
     sd = state_dict_of(entry["sd"], where, "model.sd")
     check_storage(sd, where)
     if layout is not None:
@@ -125,7 +125,7 @@ def load_with_file(
     refuse_onnx(p)
     if is_safetensors(p):
         found = read_safetensors(p, map_location)
-        spec = _with_scale_max(found.spec, scale_max)
+        spec = with_scale_max(found.spec, scale_max)
         sd = lte_weights(found.tensors, found.prefix)
         check_storage(sd, where)
         model = build_with_weights(spec, sd, where)
@@ -135,7 +135,7 @@ def load_with_file(
     obj = read_checkpoint(p, map_location)
     if "lte" in obj:
         spec, prefix = lte_spec(obj["lte"], where)
-        spec = _with_scale_max(spec, scale_max)
+        spec = with_scale_max(spec, scale_max)
         if "state_dict" not in obj:
             raise UserError(f"{where} has an 'lte' entry but no 'state_dict' of weights")
         sd = lte_weights(state_dict_of(obj["state_dict"], where, "state_dict"), prefix)

@@ -11,8 +11,12 @@ output path (not the input; not an existing file or dangling link unless ``--ove
 folder, FIFO or read-only file; a suffix PIL writes at the output's size; a writable folder; a name
 the file system can hold: :func:`lte.files.check_output`) and the output's size and memory; only
 then are the checkpoint loaded (its weights dense, floating-point and finite: :mod:`lte.weights`)
-and the image decoded.
+and the image decoded. ``--sha256 HEX`` checks the file's digest first, before it is read.
 A non-finite result is an error naming the checkpoint, never a black image.
+
+``--ckpt`` takes every file :func:`lte.checkpoint.load_checkpoint` reads (official ``.pth``, lte
+``.ckpt``, ``.safetensors``) and an lte ONNX export (``.onnx``, run by onnxruntime through
+:mod:`lte.onnx_runtime`); :func:`load_model` is the one place a model is loaded.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
 from lte.checkpoint import LoadedModel, load_checkpoint
+from lte.checksum import check_sha256, parse_sha256
 from lte.cli.options import Parser, check_not_input
 from lte.data.images import (
     MAX_PIXELS_ENV,
@@ -45,6 +51,7 @@ from lte.files import check_output as check_destination
 from lte.fixed_scale import check_output_size
 from lte.inference import BACKENDS, DEFAULT_CHUNK, kernel_for_backend, predict, stderr_progress
 from lte.limits import DEFAULT_MAX_OUTPUT_PIXELS, check_output_request, finite_positive
+from lte.onnx_runtime import OnnxLoaded, load_onnx
 
 #: ``--dtype`` names → the decoder MLP's compute type (``None``: the model's own float32).
 DTYPES: dict[str, torch.dtype | None] = {
@@ -107,7 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
         "input", help="input image (png, jpg, bmp, tif, webp; grey/palette/RGBA become RGB)"
     )
     p.add_argument("output", help="output image; the format follows the suffix")
-    p.add_argument("--ckpt", required=True, help="official .pth release or lte training checkpoint")
+    p.add_argument(
+        "--ckpt",
+        required=True,
+        help="official .pth release, lte training checkpoint, .safetensors or lte .onnx export",
+    )
+    p.add_argument(
+        "--sha256",
+        help="the SHA-256 the --ckpt file must have (as sha256sum prints it); checked before "
+        "the file is read",
+    )
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument(
         "--scale", type=float, help="scale factor S: the output is round(S*W) x round(S*H)"
@@ -175,8 +191,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def is_onnx(ckpt: str) -> bool:
+    """Whether ``--ckpt`` names an ONNX export (by its suffix): onnxruntime runs it."""
+    return Path(ckpt).suffix.lower() == ".onnx"
+
+
 def check_options(args: argparse.Namespace) -> None:
-    """Numbers that no computation can make sense of, refused before anything is read."""
+    """Numbers that no computation can make sense of, refused before anything is read; options an
+    ONNX export cannot honour (it is a float32 graph run by onnxruntime on the CPU)."""
+    if args.sha256 is not None:
+        args.sha256 = parse_sha256(args.sha256, "--sha256")
+    if is_onnx(args.ckpt):
+        if args.dtype != "float32":
+            raise UserError(
+                f"--dtype {args.dtype}: an ONNX model computes in float32; drop --dtype, or use "
+                "the checkpoint it was exported from"
+            )
+        if args.backend != "eager":
+            raise UserError(
+                f"--backend {args.backend}: an ONNX model runs in onnxruntime; drop --backend"
+            )
+        if args.device not in ("auto", "cpu"):
+            raise UserError(
+                f"--device {args.device}: an ONNX model runs on onnxruntime's CPU provider; use "
+                "--device cpu (or auto)"
+            )
     if args.chunk <= 0:
         raise UserError(f"--chunk must be a positive number of queries, got {args.chunk}")
     if args.tile is not None and args.tile < 0:
@@ -200,8 +239,25 @@ def check_output(
     check_destination(output_path, what="output", overwrite=overwrite)
 
 
+def load_model(
+    ckpt: str, device: torch.device, *, scale_max: float | None, sha256: str | None = None
+) -> LoadedModel | OnnxLoaded:
+    """The one place ``lte.upscale`` loads its model, after every other check.
+
+    With ``sha256`` (already parsed), the file's digest must match before it is read. An ``.onnx``
+    export opens in onnxruntime (:func:`lte.onnx_runtime.load_onnx`); anything else is a checkpoint
+    (:func:`lte.checkpoint.load_checkpoint`: official, lte or ``.safetensors``). ``scale_max``
+    replaces the file's when given.
+    """
+    if sha256 is not None:
+        check_sha256(ckpt, sha256, option="--sha256")
+    if is_onnx(ckpt):
+        return load_onnx(ckpt, scale_max=scale_max)
+    return load_checkpoint(ckpt, map_location=device, scale_max=scale_max)
+
+
 def upscale(
-    loaded: LoadedModel,
+    loaded: LoadedModel | OnnxLoaded,
     lr: torch.Tensor,
     out_hw: tuple[int, int],
     *,
@@ -215,8 +271,11 @@ def upscale(
 
     The model's ``scale_max`` (given to :func:`load_checkpoint`) is where :func:`predict` enlarges
     the cell per axis beyond the training range. ``backend`` (``eager``/``compile``) picks the
-    decoder kernel.
+    decoder kernel. An ONNX export runs the same driver on its graphs (float32, eager).
     """
+    if isinstance(loaded, OnnxLoaded):
+        show = _tile_progress() if progress else None
+        return loaded.model.predict(lr, out_hw, chunk=chunk, tile=tile, progress=show)
     return predict(
         loaded.model,
         lr,
@@ -243,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.max_output_pixels is not None
         else None
     )
-    device = resolve_device(args.device, "--device")
+    device = resolve_device("cpu" if is_onnx(args.ckpt) else args.device, "--device")
     slow = slow_lowp_warning(device, DTYPES[args.dtype])
     if slow is not None:
         print(f"warning: --dtype {args.dtype}: {slow}", file=sys.stderr)
@@ -254,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_output_request(out_hw, max_out)
 
     # Dense, floating, finite weights; --scale-max replaces the file's scale_max when given.
-    loaded = load_checkpoint(args.ckpt, map_location=device, scale_max=args.scale_max)
+    loaded = load_model(args.ckpt, device, scale_max=args.scale_max, sha256=args.sha256)
     image = load_rgb(args.input, max_pixels)
     lr_hw = image.shape[:2]
     out_hw = output_size(lr_hw, args.scale, size)
