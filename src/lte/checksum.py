@@ -42,8 +42,9 @@ def parse_sha256(value: object, option: str) -> str:
     """
     text = str(value).strip().split()[0] if isinstance(value, str) and value.strip() else ""
     if not _HEX.fullmatch(text):
+        shown = f"{option}{quote(value)}" if option.endswith("=") else f"{option} {quote(value)}"
         raise UserError(
-            f"{option} {quote(value)} is not a SHA-256 digest: give the 64 hexadecimal digits "
+            f"{shown} is not a SHA-256 digest: give the 64 hexadecimal digits "
             "that sha256sum prints (or the .sha256 file's first field)"
         )
     return text.lower()

@@ -20,6 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from lte.checksum import check_sha256, parse_sha256
 from lte.devices import resolve_device
 from lte.errors import Interrupted, UserError, as_user_error, quote
 from lte.evaluation.loop import evaluate_testset
@@ -53,6 +54,7 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     baseline = check_method(cfg)
+    digest = check_ckpt_sha256(cfg, baseline)
     settings = EvalSettings.from_config(cfg)
     if cfg.results_file:
         results_file = check_results_file(str(cfg.results_file))
@@ -72,6 +74,8 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
     else:
         from lte.checkpoint import load_checkpoint
 
+        if digest is not None:  # the file the user expects, before it is read
+            check_sha256(str(cfg.ckpt), digest, option="ckpt_sha256=")
         loaded = load_checkpoint(cfg.ckpt)  # on the CPU; moved to `device` just below
         method, ckpt, source = as_method(loaded.model), str(cfg.ckpt), loaded.source
         train = loaded.training_run.to_dict() if loaded.training_run is not None else None
@@ -162,6 +166,20 @@ def check_method(cfg: DictConfig) -> str | None:
             "or baseline=bicubic for the bicubic row"
         )
     return None
+
+
+def check_ckpt_sha256(cfg: DictConfig, baseline: str | None) -> str | None:
+    """``ckpt_sha256``: ``null``, or the SHA-256 ``ckpt`` must have (64 hex digits).
+
+    Raises:
+        UserError: not a digest, or given with ``baseline=bicubic`` (no file to check).
+    """
+    value = cfg.get("ckpt_sha256")
+    if value is None:
+        return None
+    if baseline is not None:
+        raise UserError("ckpt_sha256= checks ckpt=, and baseline=bicubic reads no file: drop it")
+    return parse_sha256(str(value), "ckpt_sha256=")
 
 
 def check_progress(value: Any) -> bool | None:
