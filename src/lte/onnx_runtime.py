@@ -149,8 +149,22 @@ class OnnxModel:
         """The encoder graph on a normalised ``(B, 3, h, w)`` image or tile (see ``SRModel.encode``)."""
         if lr.dtype != torch.float32:
             raise ValueError(f"the ONNX model computes in float32, the image is {lr.dtype}")
+        self._check_padding(lr.shape[-2], lr.shape[-1])
         (table,) = self._encoder.run(None, {"lr": _array(lr)})
         return DecoderState(torch.from_numpy(table), lr if full_lr is None else full_lr, origin)
+
+    def _check_padding(self, h: int, w: int) -> None:
+        """An encoder that pads to a multiple of its window (SwinIR) was traced with its reflect
+        padding, which needs the pad to be shorter than the side; PyTorch replicates instead on
+        such tiny inputs, and that branch is not in the graph: one line, not a wrong image."""
+        m = self.pad_multiple
+        if m and ((m - h % m) % m >= h or (m - w % m) % m >= w):
+            raise UserError(
+                f"the ONNX graph of this {self.describe()['encoder']['kind']} encoder pads its "
+                f"input by reflection to a multiple of {m} px, which a {w}x{h} image (or tile) is "
+                f"too small for: use an image at least {m}x{m} px, or the checkpoint it was "
+                "exported from"
+            )
 
     def query(
         self,
