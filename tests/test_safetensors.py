@@ -9,6 +9,7 @@ and wrong ``--sha256`` is one ``error:`` line with exit 2 and leaves the folder 
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -324,3 +325,12 @@ def test_the_converter_reads_safetensors(tmp_path: Path) -> None:
     assert loaded.source == "lte" and loaded.spec.to_dict() == model.describe()
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[key], value), key
+
+
+def test_a_fifo_is_refused_before_it_is_sniffed(tmp_path: Path) -> None:
+    """Content sniffing opens only regular files: a FIFO would block the read forever."""
+    fifo = tmp_path / "weights.bin"
+    os.mkfifo(fifo)
+    assert not is_safetensors(fifo)
+    with pytest.raises(UserError, match=r"is a FIFO \(named pipe\), not a regular file"):
+        load_checkpoint(fifo)

@@ -67,6 +67,8 @@ def is_safetensors(path: str | os.PathLike[str]) -> bool:
     """
     if Path(path).suffix.lower() == SUFFIX:
         return True
+    if not os.path.isfile(path):  # missing, a folder, a FIFO (opening it would block): not sniffed
+        return False
     try:
         with open(path, "rb") as f:
             head = f.read(9)
