@@ -154,6 +154,19 @@ def test_upscale_and_test_with_a_real_checkpoint(installed: Path, elsewhere: Pat
     assert proc.returncode == 0, proc.stderr
     assert load_rgb(out).shape == (96, 96, 3)
 
+    weights = elsewhere / "lte.safetensors"
+    proc = run_script(installed, elsewhere, "lte-export", str(ckpt), str(weights))
+    assert proc.returncode == 0, proc.stderr
+    assert (elsewhere / "lte.safetensors.sha256").is_file()
+    assert (elsewhere / "lte.safetensors.card.json").is_file()
+    again = elsewhere / "up2.png"
+    proc = run_script(
+        installed, elsewhere, "lte-upscale", str(hr / "crop0.png"), str(again),
+        "--ckpt", str(weights), "--scale", "2", "--device", "cpu",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert again.read_bytes() == out.read_bytes()
+
     results = elsewhere / "res.json"
     proc = run_script(
         installed, elsewhere, "lte-test", f"ckpt={ckpt}", "testset=folder",
