@@ -40,6 +40,9 @@ from lte.models.sr import SRModel
 #: ``--alpha`` choices, ``--bit-depth`` choices.
 ALPHA_METHODS = ("bicubic", "model")
 BIT_DEPTHS = ("8", "16", "same")
+#: Rings of transparent pixels around the visible ones filled one at a time from their 3x3
+#: neighbours (:func:`fill_transparent`) before the coarser push-pull fill takes over.
+GROW_STEPS = 8
 
 
 def round_half_up(x: float) -> int:
@@ -250,18 +253,31 @@ def bicubic(plane: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
 
 def fill_transparent(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """``colour`` (``(H, W, C)``) with every fully transparent pixel's colour replaced by a smooth
-    continuation of the visible ones (push-pull, weighted by alpha); visible pixels unchanged.
+    continuation of the visible ones (weighted by alpha); visible pixels unchanged.
 
-    Push: halve the image repeatedly, each level's colour the alpha-weighted mean of the level
-    below, until every pixel has some weight. Pull: from the coarsest level down, a pixel without
-    weight takes the bilinear upsampling of the level above. Linear in the image size.
+    Near the visible pixels (:data:`GROW_STEPS` pixels, about what a network's first layers see),
+    each transparent pixel takes the weighted mean of its filled 3×3 neighbours, one ring at a
+    time, so the border's own colours continue outward. Farther away, push-pull: halve the image
+    repeatedly, each level the weighted mean of the level below, until every pixel has weight; then
+    from the coarsest level down, a pixel without weight takes the bilinear upsampling of the level
+    above. Linear in the image size.
     """
     visible = alpha > 0
     if visible.all() or not visible.any():
         return colour
     c = torch.from_numpy(np.ascontiguousarray(colour, dtype=np.float32)).permute(2, 0, 1)[None]
     w = torch.from_numpy(np.ascontiguousarray(alpha, dtype=np.float32))[None, None]
-    levels = [(c * w, w)]  # (1, C, h, w) colour times weight, (1, 1, h, w) weight
+    pw = c * w  # (1, C, H, W) colour times weight; w: (1, 1, H, W)
+    for _ in range(GROW_STEPS):
+        empty = w == 0
+        if not bool(empty.any()):
+            break
+        ring_w = F.avg_pool2d(w, 3, stride=1, padding=1)
+        grow = empty & (ring_w > 0)
+        ring = F.avg_pool2d(pw, 3, stride=1, padding=1) / ring_w.clamp_min(1e-12)
+        w = torch.where(grow, ring_w, w)
+        pw = torch.where(grow, ring * ring_w, pw)
+    levels = [(pw, w)]
     while not bool((levels[-1][1] > 0).all()) and min(levels[-1][1].shape[-2:]) > 1:
         pw, wt = levels[-1]
         levels.append((F.avg_pool2d(pw, 2, ceil_mode=True), F.avg_pool2d(wt, 2, ceil_mode=True)))

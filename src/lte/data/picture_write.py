@@ -125,7 +125,7 @@ def _png16(
     """``(H, W, C)`` uint16 (C: 1 grey, 2 grey-alpha, 3 RGB, 4 RGBA) as a 16-bit PNG file."""
     h, w, c = samples.shape
     colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    rows = samples.astype(">u2").view(np.uint8).reshape(h, w * c * 2)  # big-endian bytes
+    rows = np.ascontiguousarray(samples, dtype=">u2").view(np.uint8).reshape(h, w * c * 2)
     # Filter "Up" (type 2): each byte minus the one above it, mod 256; the first row unfiltered.
     filtered = np.empty((h, 1 + w * c * 2), dtype=np.uint8)
     filtered[:, 0] = 2
@@ -157,7 +157,7 @@ _SHORT, _LONG, _RATIONAL, _UNDEFINED = 3, 4, 5, 7
 def _tiff16(samples: np.ndarray, icc: bytes | None, dpi: tuple[float, float] | None) -> bytes:
     """``(H, W, C)`` uint16 as a little-endian, deflate-compressed, single-strip TIFF."""
     h, w, c = samples.shape
-    strip = zlib.compress(samples.astype("<u2").tobytes(), 6)
+    strip = zlib.compress(np.ascontiguousarray(samples, dtype="<u2").tobytes(), 6)
     tags: list[tuple[int, int, list[int] | bytes]] = [
         (256, _LONG, [w]),
         (257, _LONG, [h]),
