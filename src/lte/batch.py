@@ -297,14 +297,17 @@ def run_jobs(
     )
     show = say or (lambda line: bar.write(line, file=sys.stderr))
 
+    name = ""
+
     def tiles(done: int, total: int) -> None:
         if total > 1:
-            bar.set_postfix_str(f"tile {done}/{total}")
+            bar.set_postfix_str(f"{name}, tile {done}/{total}")
 
     try:
         with bar:
             for job in todo:
-                bar.set_postfix_str(job.source.name)
+                name = escape_controls(job.source.name)
+                bar.set_postfix_str(name)
                 try:
                     upscaler.check(job.source, job.target)
                     recheck = _recheck(job.target, overwrite)
