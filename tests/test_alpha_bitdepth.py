@@ -301,6 +301,7 @@ def test_icc_exif_dpi_and_quality(ckpt: Path, tmp_path: Path) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # stored sideways, shown turned 90 degrees clockwise
     exif[0x010F] = "lte-test-camera"  # Make
+    exif[0x011A], exif[0x011B], exif[0x0128] = 300, 150, 2  # the resolution, in inches
     src = tmp_path / "phone.jpg"
     Image.fromarray(photo(30, 40)).save(src, exif=exif, icc_profile=icc, dpi=(300, 150), quality=98)
     out = tmp_path / "phone_x2.png"
@@ -311,7 +312,10 @@ def test_icc_exif_dpi_and_quality(ckpt: Path, tmp_path: Path) -> None:
     assert img.info.get("icc_profile") == icc
     got = img.getexif()
     assert got.get(0x0112) == 1 and got.get(0x010F) == "lte-test-camera"
-    # Upright, the input is 30 x 40 at 150 x 300 dpi (axes turned); the output 60 x 100.
+    # Upright, the input is 30 x 40 at 150 x 300 dpi (axes turned); the output 60 x 100. The
+    # EXIF resolution says the same, now that its orientation is 1.
+    assert float(got[0x011A]) == pytest.approx(150 * 2)
+    assert float(got[0x011B]) == pytest.approx(300 * 2.5)
     assert np.allclose(img.info["dpi"], (150 * 2, 300 * 2.5), rtol=1e-3)
     sizes = {}
     for q in ("40", "95"):

@@ -16,6 +16,7 @@ Pillow reads natively. No other dependency is needed.
 
 from __future__ import annotations
 
+import numbers
 import os
 import sys
 from dataclasses import dataclass, replace
@@ -88,7 +89,7 @@ class Picture:
             exif = Image.Exif()
             exif.load(self.exif.tobytes())
             for tag, factor in ((X_RESOLUTION, fx), (Y_RESOLUTION, fy)):
-                if isinstance(exif.get(tag), int | float) and exif[tag] > 0:
+                if isinstance(exif.get(tag), numbers.Real) and exif[tag] > 0:  # IFDRational too
                     exif[tag] = float(exif[tag]) * factor
             sub = exif.get_ifd(EXIF_IFD)
             if PIXEL_X in sub or PIXEL_Y in sub:
@@ -134,8 +135,10 @@ def read_picture(path: str | os.PathLike[str], max_pixels: int | None = None) ->
     alpha = None if alpha is None else upright(alpha, orientation)
     if dpi is not None and orientation >= 5:  # a quarter turn swaps the axes
         dpi = (dpi[1], dpi[0])
+    if orientation >= 5 and X_RESOLUTION in exif and Y_RESOLUTION in exif:
+        exif[X_RESOLUTION], exif[Y_RESOLUTION] = exif[Y_RESOLUTION], exif[X_RESOLUTION]
     if ORIENTATION in exif:
-        exif[ORIENTATION] = 1
+        exif[ORIENTATION] = 1  # the pixels are upright now, and so are the resolution's axes
     valid_dpi = dpi is not None and all(float(d) > 0 for d in dpi)
     return Picture(
         colour=np.ascontiguousarray(colour),
