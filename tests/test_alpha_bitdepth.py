@@ -330,3 +330,19 @@ def test_icc_exif_dpi_and_quality(ckpt: Path, tmp_path: Path) -> None:
         assert Image.open(jpg).info.get("icc_profile") == icc
         assert Image.open(jpg).getexif().get(0x0112) == 1
     assert sizes["40"] < sizes["95"]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_as_pillow_turns_it(tmp_path: Path, orientation: int) -> None:
+    """read_picture turns the pixels itself (16-bit files too); it must agree with Pillow's
+    ``ImageOps.exif_transpose`` on all eight orientations."""
+    from PIL import ImageOps
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    src = tmp_path / "o.png"
+    Image.fromarray(photo(20, 30)).save(src, exif=exif)
+    pic = read_picture(src)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(src)).convert("RGB"))
+    assert np.array_equal(np.round(pic.colour * 255).astype(np.uint8), expected)
+    assert pic.exif is not None and pic.exif.get(0x0112) == 1

@@ -255,6 +255,7 @@ def test_refusals_are_one_line_before_any_work(ckpt: Path, tmp_path: Path) -> No
         "no images": ([str(tmp_path / "empty"), str(tmp_path / "o"), *ck, "--scale", "2"], "holds no image"),
         "pattern matches nothing": ([str(folder / "*.webp"), str(tmp_path / "o"), *ck, "--scale", "2"], "holds no image"),
         "--suffix with one file": ([str(photo), str(tmp_path / "o.png"), *ck, "--scale", "2", "--suffix", "_x2"], "--suffix names the files written into an output folder"),
+        "pattern into one file": ([str(folder / "*.png"), str(tmp_path / "o.png"), *ck, "--scale", "2"], "names many images, and output"),
         "--recursive with one file": ([str(photo), str(tmp_path / "o.png"), *ck, "--scale", "2", "--recursive"], "--recursive needs a folder or a pattern"),
         "one file, --bit-depth 16 .webp": ([str(photo), str(tmp_path / "o.webp"), *ck, "--scale", "2", "--bit-depth", "16"], "is WEBP, which holds 8 bits per sample"),
         "missing checkpoint": ([str(folder), str(tmp_path / "o"), "--ckpt", str(tmp_path / "none.pth"), "--scale", "2", "--format", "same"], "does not exist"),

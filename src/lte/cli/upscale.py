@@ -24,6 +24,7 @@ The picture itself (alpha, 16 bits, grey, metadata) is :mod:`lte.upscaling`'s.
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import sys
 from collections.abc import Sequence
@@ -318,6 +319,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.recursive:
         raise UserError(
             f"--recursive needs a folder or a pattern as input, not {quote(args.input)}"
+        )
+    if glob.has_magic(args.input) and not os.path.lexists(args.input):
+        raise UserError(
+            f"input pattern {quote(args.input)} names many images, and output "
+            f"{quote(args.output)} is one file: give an output folder"
         )
     # The destination and the request's size, before any pixel or weight is read.
     lr_hw = image_size(args.input, max_pixels)  # exists, is an image, header within the limit
