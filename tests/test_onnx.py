@@ -303,3 +303,26 @@ def test_without_the_onnx_extra(exports: Exports, photo: Path, tmp_path: Path) -
     line = one_error(proc)
     assert "exporting to ONNX needs the 'onnxscript' package" in line, line
     assert not out.exists() and not out.with_name("x.onnx.card.json").exists()
+
+
+def test_a_folder_with_the_self_ensemble(exports: Exports, photo: Path, tmp_path: Path) -> None:
+    """The batch path and ``--ensemble`` drive the graphs as they drive the PyTorch model."""
+    model, path = exports("liif")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(photo, folder / "a.png")
+    save_rgb(load_rgb(photo)[:20, :33], folder / "b.png")
+    for ckpt, out in ((path.with_suffix(".ckpt"), "torch"), (path, "onnx")):
+        argv = [str(folder), str(tmp_path / out), "--ckpt", str(ckpt), "--no-progress"]
+        proc = run_main(
+            upscale_main, [*argv, "--scale", "2.5", "--ensemble", "4"], prog="lte-upscale"
+        )
+        assert proc.returncode == 0, proc.stderr
+    for name in ("a.png", "b.png"):
+        a = load_rgb(tmp_path / "torch" / name).astype(int)
+        b = load_rgb(tmp_path / "onnx" / name).astype(int)
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1, name
+    lr = lr_of(photo)
+    want = predict(model, lr, (80, 100), ensemble=8)
+    got = load_onnx(path).model.predict(lr, (80, 100), ensemble=8)
+    assert (got - want).abs().max().item() < TOLERANCE

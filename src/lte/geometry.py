@@ -163,3 +163,42 @@ def code_grid_index(
     """
     oy, ox = origin
     return (iy - oy) * table_hw[1] + (ix - ox)
+
+
+# --- self-ensemble: the dihedral transforms of an image ----------------------------------------
+
+#: ``lte.upscale --ensemble`` / ``eval.ensemble=`` values: one view, the 4 rotations, or all 8
+#: dihedral transforms (the rotations, each also mirrored left-right).
+ENSEMBLE_SIZES: tuple[int, ...] = (1, 4, 8)
+
+
+def dihedral_views(n: int) -> tuple[tuple[int, bool], ...]:
+    """The first ``n`` dihedral transforms as ``(quarter_turns, mirrored)``: identity first, then
+    the rotations by 90°, 180°, 270°, then (``n == 8``) the same four applied after a left-right
+    mirror. The self-ensemble averages the predictions over these views.
+
+    Raises:
+        ValueError: ``n`` is not one of :data:`ENSEMBLE_SIZES`.
+    """
+    if n not in ENSEMBLE_SIZES:
+        raise ValueError(f"ensemble must be one of {ENSEMBLE_SIZES}, got {n!r}")
+    return tuple((turns, mirrored) for mirrored in (False, True) for turns in range(4))[:n]
+
+
+def to_view(x: Tensor, turns: int, mirrored: bool) -> Tensor:
+    """``(..., h, w)`` seen through a dihedral view: mirrored left-right first, then turned
+    ``turns`` quarter turns counter-clockwise (``torch.rot90``). An odd ``turns`` swaps h and w."""
+    if mirrored:
+        x = x.flip(-1)
+    return torch.rot90(x, turns, dims=(-2, -1))
+
+
+def from_view(y: Tensor, turns: int, mirrored: bool) -> Tensor:
+    """The inverse of :func:`to_view`: an image made in the view, back in the original frame."""
+    y = torch.rot90(y, -turns, dims=(-2, -1))
+    return y.flip(-1) if mirrored else y
+
+
+def view_size(hw: tuple[int, int], turns: int) -> tuple[int, int]:
+    """``(h, w)`` of an image seen after ``turns`` quarter turns: transposed when ``turns`` is odd."""
+    return (hw[1], hw[0]) if turns % 2 else hw

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,11 @@ class OnnxModel:
         """The tile-size estimate of the PyTorch model (onnxruntime's buffers are of that order)."""
         return self._skeleton.bytes_per_code()
 
+    def parameters(self) -> Iterator[Tensor]:
+        """No torch parameters: the weights live in the graphs, which run on the CPU (callers that
+        take the device from a model's first parameter fall back to the CPU)."""
+        return iter(())
+
     def describe(self) -> dict[str, Any]:
         """The model's description, as ``SRModel.describe()``."""
         return self._skeleton.describe()
@@ -206,9 +212,19 @@ class OnnxModel:
         chunk: int = DEFAULT_CHUNK,
         tile: int | None = None,
         progress: ProgressFn | None = None,
+        ensemble: int = 1,
     ) -> Tensor:
-        """:func:`lte.inference.predict` with this model: ``(B, 3, h, w)`` to ``(B, 3, H, W)``."""
-        return predict(self, lr, out_hw, chunk=chunk, tile=tile, progress=progress)  # type: ignore[arg-type]
+        """:func:`lte.inference.predict` with this model: ``(B, 3, h, w)`` to ``(B, 3, H, W)``,
+        with the same tiles, chunks and self-ensemble."""
+        return predict(
+            self,  # type: ignore[arg-type]
+            lr,
+            out_hw,
+            chunk=chunk,
+            tile=tile,
+            progress=progress,
+            ensemble=ensemble,
+        )
 
 
 def _array(t: Tensor) -> np.ndarray:

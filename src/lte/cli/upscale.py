@@ -1,28 +1,34 @@
-"""``python -m lte.upscale`` / ``lte-upscale``: upscale one image to any scale or size with a trained or
-released model.
+"""``python -m lte.upscale`` / ``lte-upscale``: upscale an image, a folder or a glob pattern of images
+to any scale or size with a trained or released model.
 
 Examples:
     python -m lte.upscale photo.png photo_x3.png --ckpt edsr-baseline-lte.pth --scale 3
     python -m lte.upscale photo.jpg poster.png --ckpt runs/demo/checkpoints/last.ckpt --size 3840x2160
+    lte-upscale photos/ out/ --ckpt rdn-lte.pth --long-side 4000 --format png --recursive
 
-Everything that can be checked without computing is checked first, in this order: the options'
-values, the device, the input's header (a regular file, an image, within the pixel limit), the
-output path (not the input; not an existing file or dangling link unless ``--overwrite``; never a
-folder, FIFO or read-only file; a suffix PIL writes at the output's size; a writable folder; a name
-the file system can hold: :func:`lte.files.check_output`) and the output's size and memory; only
-then are the checkpoint loaded (its weights dense, floating-point and finite: :mod:`lte.weights`)
-and the image decoded. ``--sha256 HEX`` checks the file's digest first, before it is read.
-A non-finite result is an error naming the checkpoint, never a black image.
+One file: everything that can be checked without computing is checked first, in this order: the
+options' values, the device, the input's header (a regular file, an image, within the pixel limit),
+the output path (not the input; not an existing file or dangling link unless ``--overwrite``; never
+a folder, FIFO or read-only file; a suffix PIL writes at the output's size; a writable folder; a
+name the file system can hold: :func:`lte.files.check_output`) and the output's size and memory;
+only then are the checkpoint loaded (its weights dense, floating-point and finite:
+:mod:`lte.weights`) and the image decoded. A non-finite result is an error naming the checkpoint,
+never a black image. ``--sha256 HEX`` checks the file's digest first, before it is read.
 
 ``--ckpt`` takes every file :func:`lte.checkpoint.load_checkpoint` reads (official ``.pth``, lte
 ``.ckpt``, ``.safetensors``) and an lte ONNX export (``.onnx``, run by onnxruntime through
-:mod:`lte.onnx_runtime`); :func:`load_model` is the one place a model is loaded.
+:mod:`lte.onnx_runtime`, float32 on the CPU); :func:`load_model` is the one place a model is loaded.
+
+A folder or a pattern (:mod:`lte.batch`): the names and output paths of every file are checked
+before the checkpoint is loaded (once), then each file's header, size and memory before its own
+work. A file that fails is one ``failed:`` line and the batch goes on; the exit status is then 1.
+The picture itself (alpha, 16 bits, grey, metadata) is :mod:`lte.upscaling`'s.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import glob
 import os
 import sys
 from collections.abc import Sequence
@@ -30,28 +36,29 @@ from pathlib import Path
 
 import torch
 
+from lte.batch import (
+    EXIT_SOME_FAILED,
+    FORMAT_CHOICES,
+    Naming,
+    Upscaler,
+    is_batch,
+    plan,
+    run_jobs,
+)
 from lte.checkpoint import LoadedModel, load_checkpoint
 from lte.checksum import check_sha256, parse_sha256
 from lte.cli.options import Parser, check_not_input
-from lte.data.images import (
-    MAX_PIXELS_ENV,
-    check_output_path,
-    denormalize,
-    image_size,
-    load_rgb,
-    normalize,
-    parse_pixel_limit,
-    save_rgb,
-    to_tensor,
-    to_uint8,
-)
+from lte.data.images import MAX_PIXELS_ENV, check_output_path, image_size, parse_pixel_limit
+from lte.data.picture_write import DEFAULT_QUALITY, SIXTEEN_BIT_FORMATS, format_of
 from lte.devices import resolve_device, slow_lowp_warning
-from lte.errors import UserError, exit_on_user_error
+from lte.errors import UserError, exit_on_user_error, quote
 from lte.files import check_output as check_destination
-from lte.fixed_scale import check_output_size
-from lte.inference import BACKENDS, DEFAULT_CHUNK, kernel_for_backend, predict, stderr_progress
+from lte.fixed_scale import is_native
+from lte.geometry import ENSEMBLE_SIZES
+from lte.inference import BACKENDS, DEFAULT_CHUNK, kernel_for_backend, stderr_progress
 from lte.limits import DEFAULT_MAX_OUTPUT_PIXELS, check_output_request, finite_positive
 from lte.onnx_runtime import OnnxLoaded, load_onnx
+from lte.upscaling import ALPHA_METHODS, BIT_DEPTHS, SizeRule, UpscaleSettings, parse_box
 
 #: ``--dtype`` names → the decoder MLP's compute type (``None``: the model's own float32).
 DTYPES: dict[str, torch.dtype | None] = {
@@ -59,46 +66,6 @@ DTYPES: dict[str, torch.dtype | None] = {
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
 }
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``"WxH"`` → ``(H, W)``; a UserError for anything else."""
-    parts = text.lower().split("x")
-    try:
-        w, h = (int(p) for p in parts)
-    except ValueError:
-        raise UserError(f"--size '{text}' is not WIDTHxHEIGHT, e.g. --size 1920x1080") from None
-    if w <= 0 or h <= 0:
-        raise UserError(f"--size '{text}' must have a positive width and height")
-    return h, w
-
-
-def round_half_up(x: float) -> int:
-    """Round to nearest with halves up, so sizes don't depend on banker's rounding."""
-    return math.floor(x + 0.5)
-
-
-def output_size(
-    lr_hw: tuple[int, int], scale: float | None, size: tuple[int, int] | None
-) -> tuple[int, int]:
-    """Output ``(H, W)``: ``round(S·H) × round(S·W)`` for ``--scale``, or exactly ``--size``."""
-    if size is not None:
-        return size
-    assert scale is not None
-    finite_positive(scale, "--scale")
-    exact = (scale * lr_hw[0], scale * lr_hw[1])
-    if not all(
-        math.isfinite(v) and v < 2**53 for v in exact
-    ):  # beyond any limit and float precision
-        raise UserError(
-            f"--scale {scale} gives an output too large to represent: use a smaller one"
-        )
-    h, w = round_half_up(exact[0]), round_half_up(exact[1])
-    if h < 1 or w < 1:
-        raise UserError(
-            f"--scale {scale} gives an empty {w}x{h} output for a {lr_hw[1]}x{lr_hw[0]} input"
-        )
-    return h, w
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,9 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
         "replaced without --overwrite, and the input is never replaced.",
     )
     p.add_argument(
-        "input", help="input image (png, jpg, bmp, tif, webp; grey/palette/RGBA become RGB)"
+        "input",
+        help="input image (png, jpg, bmp, tif, webp), a folder of images, or a quoted glob "
+        "pattern ('photos/*.jpg'; with --recursive, '**' matches sub-folders)",
     )
-    p.add_argument("output", help="output image; the format follows the suffix")
+    p.add_argument(
+        "output",
+        help="output image (the format follows its suffix), or, for a folder or a pattern, the "
+        "output folder (created if missing)",
+    )
     p.add_argument(
         "--ckpt",
         required=True,
@@ -129,10 +102,73 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale", type=float, help="scale factor S: the output is round(S*W) x round(S*H)"
     )
     group.add_argument("--size", help="exact output size WIDTHxHEIGHT, e.g. 1920x1080")
+    group.add_argument(
+        "--fit",
+        help="the largest size inside the box WIDTHxHEIGHT with the input's aspect ratio (the "
+        "binding side exactly the box's, the other rounded)",
+    )
+    group.add_argument(
+        "--long-side", type=int, help="the long side exactly N pixels, the other rounded"
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace OUTPUT if it exists (never allowed when OUTPUT is the input file)",
+        help="replace outputs that exist (never an input file)",
+    )
+    p.add_argument(
+        "--skip-existing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep outputs that exist and skip their inputs (the default for a folder or "
+        "pattern, so a stopped batch resumes); --no-skip-existing redoes them, as --overwrite",
+    )
+    p.add_argument(
+        "--suffix",
+        default=None,
+        help="folder/pattern: added to each output's name (a.png -> a_x4.png with _x4)",
+    )
+    p.add_argument(
+        "--format",
+        choices=FORMAT_CHOICES,
+        default=None,
+        help="folder/pattern: the outputs' format (default same: each input's own)",
+    )
+    p.add_argument(
+        "--recursive",
+        action="store_true",
+        help="folder/pattern: sub-folders too, mirrored under the output folder",
+    )
+    p.add_argument(
+        "--alpha",
+        choices=ALPHA_METHODS,
+        default="bicubic",
+        help="how an alpha plane is upscaled: bicubic (default) or model (through the network "
+        "as grey: twice the compute)",
+    )
+    p.add_argument(
+        "--bit-depth",
+        choices=BIT_DEPTHS,
+        default="same",
+        help="bits per sample of the output: 8, 16 (PNG and TIFF only) or same (default: the "
+        "input's, where the output format holds it)",
+    )
+    p.add_argument(
+        "--keep-grey", action="store_true", help="a grey input gives a grey output (default: RGB)"
+    )
+    p.add_argument(
+        "--quality",
+        type=int,
+        default=DEFAULT_QUALITY,
+        help=f"JPEG and WebP quality, 1-100 (default {DEFAULT_QUALITY}; JPEG without chroma "
+        "subsampling)",
+    )
+    p.add_argument(
+        "--ensemble",
+        type=int,
+        choices=ENSEMBLE_SIZES,
+        default=1,
+        help="self-ensemble: the mean of the predictions over 1 (default), 4 (rotations) or 8 "
+        "(rotations and mirror images) views; 4x / 8x the compute",
     )
     p.add_argument(
         "--device", default="auto", help="auto (default), cpu, cuda[:N] or mps, if present"
@@ -191,39 +227,70 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def settings_of(args: argparse.Namespace) -> UpscaleSettings:
+    """The options that shape each picture, checked: numbers no computation can make sense of are
+    refused before anything is read."""
+    if args.fit is not None:
+        size = SizeRule(fit=parse_box(args.fit, "--fit"))
+    elif args.size is not None:
+        size = SizeRule(size=parse_box(args.size, "--size"))
+    elif args.long_side is not None:
+        size = SizeRule(long_side=args.long_side)
+    else:
+        size = SizeRule(scale=args.scale)
+    settings = UpscaleSettings(
+        size=size,
+        alpha=args.alpha,
+        bit_depth=args.bit_depth,
+        keep_grey=args.keep_grey,
+        quality=args.quality,
+        ensemble=args.ensemble,
+        chunk=args.chunk,
+        tile=args.tile,
+        dtype=DTYPES[args.dtype],
+    )
+    if args.scale_max is not None:
+        finite_positive(args.scale_max, "--scale-max")
+    if args.sha256 is not None:
+        args.sha256 = parse_sha256(args.sha256, "--sha256")
+    if is_onnx(args.ckpt):
+        check_onnx_options(args)
+    return settings
+
+
 def is_onnx(ckpt: str) -> bool:
     """Whether ``--ckpt`` names an ONNX export (by its suffix): onnxruntime runs it."""
     return Path(ckpt).suffix.lower() == ".onnx"
 
 
-def check_options(args: argparse.Namespace) -> None:
-    """Numbers that no computation can make sense of, refused before anything is read; options an
-    ONNX export cannot honour (it is a float32 graph run by onnxruntime on the CPU)."""
+def check_onnx_options(args: argparse.Namespace) -> None:
+    """Options an ONNX export cannot honour (a float32 graph run by onnxruntime on the CPU)."""
+    if args.dtype != "float32":
+        raise UserError(
+            f"--dtype {args.dtype}: an ONNX model computes in float32; drop --dtype, or use the "
+            "checkpoint it was exported from"
+        )
+    if args.backend != "eager":
+        raise UserError(
+            f"--backend {args.backend}: an ONNX model runs in onnxruntime; drop --backend"
+        )
+    if args.device not in ("auto", "cpu"):
+        raise UserError(
+            f"--device {args.device}: an ONNX model runs on onnxruntime's CPU provider; use "
+            "--device cpu (or auto)"
+        )
+
+
+def load_model(args: argparse.Namespace, device: torch.device) -> LoadedModel | OnnxLoaded:
+    """The one place a model is loaded, after every other check: with ``--sha256``, the file's
+    digest first; an ``.onnx`` export opens in onnxruntime (:func:`lte.onnx_runtime.load_onnx`);
+    anything else is a checkpoint (official, lte or ``.safetensors``: dense, floating, finite
+    weights, on ``device``). ``--scale-max`` replaces the file's ``scale_max`` when given."""
     if args.sha256 is not None:
-        args.sha256 = parse_sha256(args.sha256, "--sha256")
+        check_sha256(args.ckpt, args.sha256, option="--sha256")
     if is_onnx(args.ckpt):
-        if args.dtype != "float32":
-            raise UserError(
-                f"--dtype {args.dtype}: an ONNX model computes in float32; drop --dtype, or use "
-                "the checkpoint it was exported from"
-            )
-        if args.backend != "eager":
-            raise UserError(
-                f"--backend {args.backend}: an ONNX model runs in onnxruntime; drop --backend"
-            )
-        if args.device not in ("auto", "cpu"):
-            raise UserError(
-                f"--device {args.device}: an ONNX model runs on onnxruntime's CPU provider; use "
-                "--device cpu (or auto)"
-            )
-    if args.chunk <= 0:
-        raise UserError(f"--chunk must be a positive number of queries, got {args.chunk}")
-    if args.tile is not None and args.tile < 0:
-        raise UserError(f"--tile must be 0 (no tiling) or a positive LR tile side, got {args.tile}")
-    if args.scale is not None:
-        finite_positive(args.scale, "--scale")
-    if args.scale_max is not None:
-        finite_positive(args.scale_max, "--scale-max")
+        return load_onnx(args.ckpt, scale_max=args.scale_max)
+    return load_checkpoint(args.ckpt, map_location=device, scale_max=args.scale_max)
 
 
 def check_output(
@@ -239,61 +306,21 @@ def check_output(
     check_destination(output_path, what="output", overwrite=overwrite)
 
 
-def load_model(
-    ckpt: str, device: torch.device, *, scale_max: float | None, sha256: str | None = None
-) -> LoadedModel | OnnxLoaded:
-    """The one place ``lte.upscale`` loads its model, after every other check.
-
-    With ``sha256`` (already parsed), the file's digest must match before it is read. An ``.onnx``
-    export opens in onnxruntime (:func:`lte.onnx_runtime.load_onnx`); anything else is a checkpoint
-    (:func:`lte.checkpoint.load_checkpoint`: official, lte or ``.safetensors``). ``scale_max``
-    replaces the file's when given.
-    """
-    if sha256 is not None:
-        check_sha256(ckpt, sha256, option="--sha256")
-    if is_onnx(ckpt):
-        return load_onnx(ckpt, scale_max=scale_max)
-    return load_checkpoint(ckpt, map_location=device, scale_max=scale_max)
-
-
-def upscale(
-    loaded: LoadedModel | OnnxLoaded,
-    lr: torch.Tensor,
-    out_hw: tuple[int, int],
-    *,
-    chunk: int,
-    dtype: torch.dtype | None,
-    tile: int | None,
-    progress: bool,
-    backend: str = "eager",
-) -> torch.Tensor:
-    """The one call of :func:`lte.inference.predict` in the CLI: ``(1, 3, h, w)`` → ``(1, 3, H, W)``.
-
-    The model's ``scale_max`` (given to :func:`load_checkpoint`) is where :func:`predict` enlarges
-    the cell per axis beyond the training range. ``backend`` (``eager``/``compile``) picks the
-    decoder kernel. An ONNX export runs the same driver on its graphs (float32, eager).
-    """
-    if isinstance(loaded, OnnxLoaded):
-        show = _tile_progress() if progress else None
-        return loaded.model.predict(lr, out_hw, chunk=chunk, tile=tile, progress=show)
-    return predict(
-        loaded.model,
-        lr,
-        out_hw,
-        chunk=chunk,
-        dtype=dtype,
-        kernel=kernel_for_backend(loaded.model, backend),
-        tile=tile,
-        progress=_tile_progress() if progress else None,
-    )
+def check_bit_depth(settings: UpscaleSettings, output: str) -> None:
+    """``--bit-depth 16`` into a format that holds 8 bits per sample, refused before any work."""
+    fmt = format_of(output)
+    if settings.bit_depth == "16" and fmt not in SIXTEEN_BIT_FORMATS:
+        raise UserError(
+            f"--bit-depth 16: output {quote(output)} is {fmt}, which holds 8 bits per sample: "
+            "use a .png or .tif output"
+        )
 
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``lte-upscale`` / ``python -m lte.upscale``."""
     args = build_parser().parse_args(argv)
-    check_options(args)
-    size = parse_size(args.size) if args.size is not None else None
+    settings = settings_of(args)
     max_pixels = (
         parse_pixel_limit(args.max_pixels, "--max-pixels") if args.max_pixels is not None else None
     )
@@ -306,48 +333,87 @@ def main(argv: Sequence[str] | None = None) -> None:
     slow = slow_lowp_warning(device, DTYPES[args.dtype])
     if slow is not None:
         print(f"warning: --dtype {args.dtype}: {slow}", file=sys.stderr)
+    overwrite = args.overwrite or args.skip_existing is False
+    if is_batch(args.input, args.output):
+        naming = Naming(args.suffix or "", args.format or "same", args.recursive)
+        jobs = plan(
+            args.input,
+            args.output,
+            naming,
+            skip_existing=args.skip_existing is not False,
+            overwrite=overwrite,
+            sixteen_bits=settings.bit_depth == "16",
+        )
+        upscaler = _upscaler(args, settings, device, max_pixels, max_out)
+        native, scale = upscaler.loaded.model.native_scale, settings.size.scale
+        if scale is not None and not is_native(native, scale):
+            raise UserError(
+                f"--scale {scale:g}: checkpoint {quote(upscaler.loaded.path)} is a fixed-scale "
+                f"model with native scale x{native}: use --scale {native}"
+            )
+        tally = run_jobs(
+            jobs, upscaler, out_dir=args.output, overwrite=overwrite, progress=not args.no_progress
+        )
+        print(tally.summary(args.output), file=sys.stderr)
+        if tally.failed:
+            raise SystemExit(EXIT_SOME_FAILED)
+        return
+    for option in ("suffix", "format"):
+        if getattr(args, option) is not None:
+            raise UserError(
+                f"--{option} names the files written into an output folder; output "
+                f"{quote(args.output)} is one file, named by its own suffix"
+            )
+    if args.recursive:
+        raise UserError(
+            f"--recursive needs a folder or a pattern as input, not {quote(args.input)}"
+        )
+    if glob.has_magic(args.input) and not os.path.lexists(args.input):
+        raise UserError(
+            f"input pattern {quote(args.input)} names many images, and output "
+            f"{quote(args.output)} is one file: give an output folder"
+        )
     # The destination and the request's size, before any pixel or weight is read.
     lr_hw = image_size(args.input, max_pixels)  # exists, is an image, header within the limit
-    out_hw = output_size(lr_hw, args.scale, size)
-    check_output(args.input, args.output, args.overwrite, out_hw)
+    out_hw = settings.size.output_size(lr_hw)
+    if args.skip_existing and os.path.isfile(args.output) and not args.overwrite:
+        print(f"skipped: output {quote(args.output)} already exists", file=sys.stderr)
+        return
+    check_output(args.input, args.output, overwrite, out_hw)
     check_output_request(out_hw, max_out)
-
-    # Dense, floating, finite weights; --scale-max replaces the file's scale_max when given.
-    loaded = load_model(args.ckpt, device, scale_max=args.scale_max, sha256=args.sha256)
-    image = load_rgb(args.input, max_pixels)
-    lr_hw = image.shape[:2]
-    out_hw = output_size(lr_hw, args.scale, size)
-    option = f"--scale {args.scale:g}" if args.scale is not None else f"--size {args.size}"
-    check_output_size(
-        loaded.model.native_scale, lr_hw, out_hw, option=option, what=f"checkpoint '{loaded.path}'"
+    check_bit_depth(settings, args.output)
+    upscaler = _upscaler(args, settings, device, max_pixels, max_out)
+    source, target = Path(args.input), Path(args.output)
+    progress = None if args.no_progress else _tile_progress()
+    warnings = upscaler.run(
+        source, target, progress, before_write=lambda: _recheck(args, overwrite, out_hw)
     )
-    lr = normalize(to_tensor(image)).unsqueeze(0).to(device)
-    sr = upscale(
-        loaded,
-        lr,
-        out_hw,
-        chunk=args.chunk,
-        dtype=DTYPES[args.dtype],
-        tile=args.tile,
-        progress=not args.no_progress,
-        backend=args.backend,
-    )
-    if not bool(torch.isfinite(sr).all()):
-        hint = (
-            "" if args.dtype == "float32" else f" (or try --dtype float32 instead of {args.dtype})"
-        )
-        raise UserError(
-            f"checkpoint '{loaded.path}' produced non-finite values (NaN or infinity) for "
-            f"'{args.input}': its weights are probably corrupt; use another checkpoint{hint}"
-        )
-    if not args.overwrite and os.path.lexists(args.output):  # appeared while computing
-        check_output(args.input, args.output, args.overwrite, out_hw)
-    save_rgb(to_uint8(denormalize(sr[0])), args.output)
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
     print(
         f"{args.input} ({lr_hw[1]}x{lr_hw[0]}) -> {args.output} ({out_hw[1]}x{out_hw[0]}) "
-        f"with {loaded.model_name}-{loaded.encoder_name}",
+        f"with {upscaler.loaded.model_name}-{upscaler.loaded.encoder_name}",
         file=sys.stderr,
     )
+
+
+def _upscaler(
+    args: argparse.Namespace,
+    settings: UpscaleSettings,
+    device: torch.device,
+    max_pixels: int | None,
+    max_out: int | None,
+) -> Upscaler:
+    """The model, loaded once (:func:`load_model`), with its kernel and the settings."""
+    loaded = load_model(args, device)
+    kernel = kernel_for_backend(loaded.model, args.backend)
+    return Upscaler(loaded, settings, kernel, max_pixels, max_out)
+
+
+def _recheck(args: argparse.Namespace, overwrite: bool, out_hw: tuple[int, int]) -> None:
+    """An output that appeared while computing is refused as it would have been at the start."""
+    if not overwrite and os.path.lexists(args.output):
+        check_output(args.input, args.output, overwrite, out_hw)
 
 
 def _tile_progress():

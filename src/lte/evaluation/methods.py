@@ -132,7 +132,10 @@ class Network(Method):
 
     @property
     def model_name(self) -> str:  # type: ignore[override]
-        return labels(self.model.describe())[0]
+        """The decoder's label; ``lte+ens8`` under a self-ensemble, which is another method."""
+        name = labels(self.model.describe())[0]
+        n = 1 if self.settings is None else self.settings.ensemble
+        return name if n == 1 else f"{name}+ens{n}"
 
     @property
     def encoder_name(self) -> str:  # type: ignore[override]
@@ -169,6 +172,7 @@ class Network(Method):
             tile=s.tile,
             fast=s.fast,
             kernel=self.kernel,
+            ensemble=s.ensemble,
         )
 
     def to_image(self, out: Tensor, out_hw: tuple[int, int]) -> Tensor:

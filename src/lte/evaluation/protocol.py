@@ -70,9 +70,14 @@ def predict_padded(
     tile: int | None = 0,
     fast: bool = False,
     kernel: Kernel | None = None,
+    ensemble: int = 1,
 ) -> Tensor:
     """The model's part of :func:`super_resolve`: ``inp`` from :func:`model_input` to the normalised,
-    uncropped prediction (SwinIR: the padded image's grid; crop to ``out_hw`` afterwards)."""
+    uncropped prediction (SwinIR: the padded image's grid; crop to ``out_hw`` afterwards).
+
+    ``ensemble`` (1, 4, 8) is :func:`lte.inference.predict`'s self-ensemble; a padded image is
+    turned whole, padding included, so every view is predicted on the same padded grid.
+    """
     grid = out_hw
     if model.pad_multiple > 0:
         hp, wp = inp.shape[-2:]
@@ -83,7 +88,7 @@ def predict_padded(
     # The one call into the model: predict sizes the cell from grid / LR and model.scale_max. For
     # the protocol's integer scales that is exactly the papers' 2/(s·h) · max(s / scale_max, 1).
     with torch.no_grad():
-        return predict(model, inp, grid, chunk=chunk, tile=tile, kernel=kernel)
+        return predict(model, inp, grid, chunk=chunk, tile=tile, kernel=kernel, ensemble=ensemble)
 
 
 def super_resolve(
@@ -96,6 +101,7 @@ def super_resolve(
     tile: int | None = 0,
     fast: bool = False,
     kernel: Kernel | None = None,
+    ensemble: int = 1,
 ) -> Tensor:
     """Predict the ``out_hw`` HR image of ``lr`` (``(B, 3, h, w)`` in [0, 1]) as the test protocol does.
 
@@ -112,11 +118,20 @@ def super_resolve(
     encoders; SwinIR's attention sees the whole padded image in the protocol, so it is never tiled.
     ``fast`` (LTE+'s evaluation) encodes the whole image and queries the whole grid in one call.
     ``kernel`` is the decoder kernel (from a backend: :func:`lte.inference.kernel_for_backend`);
-    ``None`` is the model's inference kernel.
+    ``None`` is the model's inference kernel. ``ensemble`` averages over 4 or 8 dihedral views
+    (:func:`lte.inference.predict`).
     """
     inp = model_input(lr, model.pad_multiple)
     pred = predict_padded(
-        model, inp, out_hw, scale, chunk=chunk, tile=tile, fast=fast, kernel=kernel
+        model,
+        inp,
+        out_hw,
+        scale,
+        chunk=chunk,
+        tile=tile,
+        fast=fast,
+        kernel=kernel,
+        ensemble=ensemble,
     )
     return denormalize(pred[..., : out_hw[0], : out_hw[1]])
 

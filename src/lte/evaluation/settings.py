@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from lte.errors import UserError
+from lte.geometry import ENSEMBLE_SIZES
 from lte.inference import DEFAULT_CHUNK, check_backend
 
 
@@ -41,6 +42,9 @@ class EvalSettings:
             (:func:`lte.inference.kernel_for_backend` maps it).
         profile: time every stage of the loop (:class:`lte.evaluation.profile.StageProfile`) and
             log the split.
+        ensemble: the self-ensemble, 1 (none, the papers' protocol), 4 (the four rotations) or
+            8 (also their mirror images): :func:`lte.inference.predict`'s ``ensemble``. It changes
+            the result, so the records name it in their model label (``lte+ens8``).
 
     Raises:
         UserError: one line naming the first bad option, in the order above.
@@ -53,6 +57,7 @@ class EvalSettings:
     workers: int | None = 0
     backend: str = "eager"
     profile: bool = False
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:  # frozen: set once, here
@@ -88,6 +93,12 @@ class EvalSettings:
         check_backend(self.backend, "eval.backend=")
         if not isinstance(self.profile, bool):
             raise UserError(f"eval.profile={self.profile} must be true or false")
+        ensemble = self.ensemble
+        if isinstance(ensemble, bool) or ensemble not in ENSEMBLE_SIZES:
+            raise UserError(
+                f"eval.ensemble={ensemble} must be 1 (no self-ensemble), 4 (the four rotations) "
+                "or 8 (rotations and their mirror images)"
+            )
         put("tile", 0 if fast else tile)
         put("workers", workers)
 
