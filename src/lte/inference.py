@@ -283,7 +283,8 @@ def predict(
                 cy0, cy1 = max(0, y0 - margin), min(h, y1 + margin)
                 cx0, cx1 = max(0, x0 - margin), min(w, x1 + margin)
                 # Queries use the whole image's grid; the table is read relative to the crop.
-                state = model.encode(lr[..., cy0:cy1, cx0:cx1], full_lr=lr, origin=(cy0, cx0))
+                crop = lr[..., cy0:cy1, cx0:cx1]
+                state = model.encode(crop, full_lr=lr, origin=(cy0, cx0), cell=cell)
                 grid = torch.stack(torch.meshgrid(ys[r0:r1], xs[c0:c1], indexing="ij"), dim=-1)
                 coord = grid.reshape(1, -1, 2).expand(b, -1, -1)  # (B, Q, 2)
                 rgb = batched_query(model, state, coord, cell, chunk, dtype=dtype, kernel=kernel)
