@@ -25,7 +25,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -35,6 +35,9 @@ from lte.errors import UserError
 from lte.geometry import make_cell, make_coord_1d, nearest_code_index
 from lte.models.decoders import DecoderState, Kernel
 from lte.models.sr import SRModel
+
+if TYPE_CHECKING:
+    from lte.multiscale import CMSRTables
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +194,7 @@ def auto_tile(model: SRModel, lr: Tensor, *, budget: int | None = None) -> int:
 # --- prediction --------------------------------------------------------------------------------
 
 
-def _bands(n_codes: int, tile: int, centres: Tensor) -> list[tuple[int, int, int, int]]:
+def output_bands(n_codes: int, tile: int, centres: Tensor) -> list[tuple[int, int, int, int]]:
     """Split one axis into tiles: ``(code_start, code_end, out_start, out_end)`` per band.
 
     Output pixel ``i`` belongs to the tile holding the code that contains its centre, so every
@@ -240,6 +243,7 @@ def predict(
     kernel: Kernel | None = None,
     tile: int | None = None,
     progress: ProgressFn | None = None,
+    cmsr: CMSRTables | None = None,
 ) -> Tensor:
     """Super-resolve a normalised ``(B, 3, h, w)`` batch to ``(B, 3, H, W)`` (normalised, unclamped).
 
@@ -257,6 +261,9 @@ def predict(
         tile: LR tile side in pixels; ``0`` encodes the image in one piece, ``None`` picks it from
             the available memory (:func:`auto_tile`).
         progress: called as ``progress(done, total)`` after each tile (e.g. :func:`stderr_progress`).
+        cmsr: an LMF model's multi-scale rendering tables (:class:`lte.multiscale.CMSRTables`):
+            beyond the training scales, simple regions are rendered at lower scales
+            (:func:`lte.multiscale.predict_multiscale`); within them nothing changes.
     """
     if chunk <= 0:
         raise ValueError(f"chunk must be positive, got {chunk}")
@@ -264,6 +271,14 @@ def predict(
         raise ValueError(f"tile must be >= 0, got {tile}")
     b, _, h, w = lr.shape
     out_h, out_w = out_hw
+    if cmsr is not None:
+        from lte import multiscale  # built on this module: imported when asked for
+
+        if multiscale.applies(model, (h, w), out_hw):
+            out, _ = multiscale.predict_multiscale(
+                model, lr, out_hw, cmsr, chunk=chunk, dtype=dtype, kernel=kernel, tile=tile
+            )
+            return out
     device = lr.device
     # One cell shared by every query (the decoders then compute cell terms once per image).
     cell = make_cell((out_h, out_w), 1, lr_hw=(h, w), scale_max=model.scale_max, device=device)
@@ -274,7 +289,7 @@ def predict(
         tile = auto_tile(model, lr)
     tile_h, tile_w = (tile, tile) if tile > 0 else (h, w)
     margin = tile_margin(model)
-    rows, cols = _bands(h, tile_h, ys), _bands(w, tile_w, xs)
+    rows, cols = output_bands(h, tile_h, ys), output_bands(w, tile_w, xs)
     out = torch.empty(b, 3, out_h, out_w, dtype=lr.dtype, device=device)
     total, done = len(rows) * len(cols), 0
     with torch.inference_mode():

@@ -45,6 +45,7 @@ from lte.files import check_output as check_destination
 from lte.fixed_scale import check_output_size
 from lte.inference import BACKENDS, DEFAULT_CHUNK, kernel_for_backend, predict, stderr_progress
 from lte.limits import DEFAULT_MAX_OUTPUT_PIXELS, check_output_request, finite_positive
+from lte.multiscale import CMSRTables, check_model
 
 #: ``--dtype`` names → the decoder MLP's compute type (``None``: the model's own float32).
 DTYPES: dict[str, torch.dtype | None] = {
@@ -161,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="training scale_max (default: from the checkpoint; 4 for official files)",
     )
     p.add_argument(
+        "--cmsr",
+        default=None,
+        metavar="TABLES",
+        help="LM-LTE/LM-LIIF only: a CMSR table file (python -m lte.cmsr); beyond the training "
+        "scales, simple regions are rendered at lower scales (faster, within the tables' MSE)",
+    )
+    p.add_argument(
         "--max-pixels",
         default=None,
         help=f"largest input image in pixels, e.g. 200000000 or 20000x10000 (default: "
@@ -210,12 +218,13 @@ def upscale(
     tile: int | None,
     progress: bool,
     backend: str = "eager",
+    cmsr: CMSRTables | None = None,
 ) -> torch.Tensor:
     """The one call of :func:`lte.inference.predict` in the CLI: ``(1, 3, h, w)`` → ``(1, 3, H, W)``.
 
     The model's ``scale_max`` (given to :func:`load_checkpoint`) is where :func:`predict` enlarges
     the cell per axis beyond the training range. ``backend`` (``eager``/``compile``) picks the
-    decoder kernel.
+    decoder kernel; ``cmsr`` an LMF model's multi-scale rendering tables (:mod:`lte.multiscale`).
     """
     return predict(
         loaded.model,
@@ -226,6 +235,7 @@ def upscale(
         kernel=kernel_for_backend(loaded.model, backend),
         tile=tile,
         progress=_tile_progress() if progress else None,
+        cmsr=cmsr,
     )
 
 
@@ -252,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     out_hw = output_size(lr_hw, args.scale, size)
     check_output(args.input, args.output, args.overwrite, out_hw)
     check_output_request(out_hw, max_out)
+    cmsr = CMSRTables.load(args.cmsr, "--cmsr") if args.cmsr is not None else None
 
     # Dense, floating, finite weights; --scale-max replaces the file's scale_max when given.
     loaded = load_checkpoint(args.ckpt, map_location=device, scale_max=args.scale_max)
@@ -262,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_output_size(
         loaded.model.native_scale, lr_hw, out_hw, option=option, what=f"checkpoint '{loaded.path}'"
     )
+    if cmsr is not None:
+        check_model(loaded.model, f"--cmsr with checkpoint '{loaded.path}'")
     lr = normalize(to_tensor(image)).unsqueeze(0).to(device)
     sr = upscale(
         loaded,
@@ -272,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         tile=args.tile,
         progress=not args.no_progress,
         backend=args.backend,
+        cmsr=cmsr,
     )
     if not bool(torch.isfinite(sr).all()):
         hint = (

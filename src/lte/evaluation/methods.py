@@ -38,6 +38,7 @@ from lte.inference import kernel_for_backend
 from lte.models.decoders import Kernel
 from lte.models.identity import labels
 from lte.models.sr import SRModel
+from lte.multiscale import check_model
 from lte.results import BICUBIC_MODEL, NO_ENCODER
 
 
@@ -132,7 +133,10 @@ class Network(Method):
 
     @property
     def model_name(self) -> str:  # type: ignore[override]
-        return labels(self.model.describe())[0]
+        """The decoder's label; ``+cmsr`` once ready with multi-scale rendering tables (its scores
+        beyond ``scale_max`` are another method's)."""
+        cmsr = self.settings is not None and self.settings.cmsr is not None
+        return labels(self.model.describe())[0] + ("+cmsr" if cmsr else "")
 
     @property
     def encoder_name(self) -> str:  # type: ignore[override]
@@ -147,6 +151,8 @@ class Network(Method):
         return NetworkInput(self.model.pad_multiple)
 
     def ready(self, settings: EvalSettings, device: torch.device) -> Network:
+        if settings.cmsr is not None:
+            check_model(self.model, "eval.cmsr")
         ready = self.settings is not None and self.settings.backend == settings.backend
         if ready and self.device == device:
             return replace(self, settings=settings)
@@ -169,6 +175,7 @@ class Network(Method):
             tile=s.tile,
             fast=s.fast,
             kernel=self.kernel,
+            cmsr=s.cmsr,  # type: ignore[arg-type]  # loaded by EvalSettings
         )
 
     def to_image(self, out: Tensor, out_hw: tuple[int, int]) -> Tensor:

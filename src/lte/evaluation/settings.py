@@ -14,12 +14,14 @@ with its check in :meth:`~EvalSettings.__post_init__`, its line in ``conf/test.y
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 from lte.errors import UserError
 from lte.inference import DEFAULT_CHUNK, check_backend
+from lte.multiscale import CMSRTables
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class EvalSettings:
             (:func:`lte.inference.kernel_for_backend` maps it).
         profile: time every stage of the loop (:class:`lte.evaluation.profile.StageProfile`) and
             log the split.
+        cmsr: multi-scale rendering tables for an LMF model (:class:`lte.multiscale.CMSRTables`,
+            or the path of a table file, read and validated here): scales beyond the model's
+            ``scale_max`` render simple regions at lower scales. ``None``: off.
 
     Raises:
         UserError: one line naming the first bad option, in the order above.
@@ -53,6 +58,7 @@ class EvalSettings:
     workers: int | None = 0
     backend: str = "eager"
     profile: bool = False
+    cmsr: CMSRTables | str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:  # frozen: set once, here
@@ -90,6 +96,12 @@ class EvalSettings:
             raise UserError(f"eval.profile={self.profile} must be true or false")
         put("tile", 0 if fast else tile)
         put("workers", workers)
+        if isinstance(self.cmsr, str | os.PathLike):
+            put("cmsr", CMSRTables.load(self.cmsr, "eval.cmsr"))
+        elif self.cmsr is not None and not isinstance(self.cmsr, CMSRTables):
+            raise UserError(
+                f"eval.cmsr={self.cmsr!r} must be the path of a CMSR table file (lte.cmsr) or null"
+            )
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> EvalSettings:
