@@ -26,6 +26,7 @@ SRC = ROOT / "src"
 #: ``python -m lte.<tool>``: modules that only hand over to ``lte.cli.<tool>.main``.
 ALIASES = {f"lte.{tool}": f"lte.cli.{tool}" for tool in ("train", "test", "upscale", "compare")}
 ALIASES["lte.fourier"] = "lte.cli.fourier"
+ALIASES["lte.cmsr"] = "lte.cli.cmsr"
 
 
 def modules() -> list[str]:

@@ -113,7 +113,7 @@ def test_every_config_is_packaged(installed: Path) -> None:
     assert Path("hydra/launcher/slurm.yaml") in got
     assert (installed / "lte" / "py.typed").is_file()
     assert (installed / "lte" / "conf" / "__init__.py").is_file()  # Hydra's pkg://lte.conf
-    for name in ("lte-train", "lte-test", "lte-upscale", "lte-compare", "lte-fourier"):
+    for name in ("lte-train", "lte-test", "lte-upscale", "lte-compare", "lte-fourier", "lte-cmsr"):
         assert (installed / "bin" / name).is_file()
 
 
