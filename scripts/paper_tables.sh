@@ -5,17 +5,19 @@
 #
 #   scripts/paper_tables.sh [--out DIR] CKPT [CKPT ...]
 #
-# CKPT: official .pth releases or lte training checkpoints (any mix: LTE, LIIF, Meta-SR; EDSR, RDN,
-# SwinIR; the fixed-scale EDSR-baseline / RDN x2, x3, x4 rows, each scored only at its own scale). Data come from ${LTE_DATA:-load} (scripts/download_div2k.sh, scripts/download_benchmarks.sh);
+# CKPT: official .pth releases or lte training checkpoints (any mix: LTE, LIIF, Meta-SR, LM-LTE,
+# LM-LIIF; EDSR, RDN, SwinIR; the fixed-scale EDSR-baseline / RDN x2, x3, x4 rows, each scored only at
+# its own scale). LMF models are scored without CMSR; with it, see CMSR below. Data come from ${LTE_DATA:-load} (scripts/download_div2k.sh, scripts/download_benchmarks.sh);
 # a table whose data set is missing is skipped with a note. Writes, under DIR (default
 # results/paper_tables):
 #   table1.json/.csv  table1/comparison.{md,png,csv}   (DIV2K)
 #   table2.json/.csv  table2/comparison.{md,png,csv}   (benchmarks)
-# Environment: PYTHON (default: python), DEVICE (auto), CHUNK (30000), LTE_DATA (load).
+# Environment: PYTHON (default: python), DEVICE (auto), CHUNK (30000), LTE_DATA (load), CMSR (a CMSR
+# table file, python -m lte.cmsr: every LMF checkpoint is also scored with it, as <model>+cmsr).
 set -euo pipefail
 
 usage() {
-  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 
@@ -30,6 +32,10 @@ while (($#)); do
     *) ckpts+=("$1"); shift ;;
   esac
 done
+if [[ -n "${CMSR:-}" && ! -f "$CMSR" ]]; then
+  echo "error: CMSR='$CMSR' is not a file (build one with python -m lte.cmsr)" >&2
+  exit 2
+fi
 if ((${#ckpts[@]} == 0)); then
   echo "error: no checkpoints given: $0 [--out DIR] CKPT [CKPT ...]" >&2
   exit 2
@@ -50,6 +56,11 @@ s = load_checkpoint(sys.argv[1]).model.native_scale
 print("" if s is None else s)' "$1"
 }
 
+is_lmf() {  # is_lmf CKPT: yes when the model has latent modulations (LM-LTE, LM-LIIF)
+  "$py" -c 'import sys; from lte.checkpoint import load_checkpoint
+print("yes" if load_checkpoint(sys.argv[1]).model.has_complexity else "no")' "$1"
+}
+
 run_test() {  # run_test RESULTS_FILE SCALES HYDRA_ARGS...
   local results="$1" scales="$2"; shift 2
   for c in "${ckpts[@]}"; do
@@ -63,6 +74,11 @@ run_test() {  # run_test RESULTS_FILE SCALES HYDRA_ARGS...
     LTE_DATA="$data" "$py" -m lte.test "ckpt='$c'" "scales=$these" "$@" device="$device" \
       eval.chunk="$chunk" "results_file='$results'" \
       "hydra.run.dir='$out/runs/$(basename "$results" .json)/$(basename "$c")'"
+    if [[ -n "${CMSR:-}" && "$(is_lmf "$c")" == yes ]]; then
+      LTE_DATA="$data" "$py" -m lte.test "ckpt='$c'" "scales=$these" "$@" device="$device" \
+        eval.chunk="$chunk" "eval.cmsr='$CMSR'" "results_file='$results'" \
+        "hydra.run.dir='$out/runs/$(basename "$results" .json)/$(basename "$c")-cmsr'"
+    fi
   done
 }
 

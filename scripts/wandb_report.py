@@ -1,4 +1,4 @@
-"""Create the W&B report "LTE vs LIIF vs Meta-SR on <encoder>" from the project's test runs.
+"""Create the W&B report "LTE vs LIIF vs Meta-SR vs LMF on <encoder>" from the project's test runs.
 
     python scripts/wandb_report.py --encoder rdn --testsets set5 set14 b100 urban100 div2k
     python scripts/wandb_report.py --encoder edsr_baseline --project lte --entity my-team
@@ -28,8 +28,9 @@ from typing import Any
 
 from lte.errors import UserError, exit_on_user_error
 
-#: The methods the report compares, as ``lte.test`` names them (``model`` config).
-METHODS = ("lte", "liif", "metasr", "bicubic")
+#: The methods the report compares, as ``lte.test`` names them (``model`` config): LMF's LM-LTE and
+#: LM-LIIF with and without multi-scale rendering (``eval.cmsr``) beside the papers' methods.
+METHODS = ("lte", "liif", "metasr", "lm_lte", "lm_lte+cmsr", "lm_liif", "lm_liif+cmsr", "bicubic")
 
 
 def report_spec(
@@ -37,10 +38,10 @@ def report_spec(
 ) -> dict[str, Any]:
     """The report as plain data: title, run-set filter, grouping and one panel per set and metric."""
     return {
-        "title": f"LTE vs LIIF vs Meta-SR on {encoder}",
+        "title": f"LTE vs LIIF vs Meta-SR vs LMF on {encoder}",
         "description": (
-            f"PSNR and SSIM against scale of the lte.test runs of {encoder} (LTE, LIIF, Meta-SR) and "
-            "the bicubic row, as logged by lte.test (scale is the step metric)."
+            f"PSNR and SSIM against scale of the lte.test runs of {encoder} (LTE, LIIF, Meta-SR, "
+            "LM-LTE, LM-LIIF) and the bicubic row, as logged by lte.test (scale is the step metric)."
         ),
         "project": project,
         "entity": entity,

@@ -135,7 +135,108 @@ def literal_metasr(model: SRModel, inp: Tensor, coord: Tensor, cell: Tensor) -> 
     return torch.bmm(phi.contiguous().view(b * n, 1, -1), weight).view(b, n, 3)
 
 
-LITERAL = {"lte": literal_lte, "liif": literal_liif, "metasr": literal_metasr}
+def _modulated_mlp(imnet, x: Tensor, mods: Tensor, config: dict) -> Tensor:
+    """SPEC "LMF": hidden layer l is ``Linear``, then ``x ⊙ (1 + s_l) + t_l``, then ReLU; the output
+    Linear is not modulated. ``mods`` (..., ·) holds all scales first, then all shifts."""
+    width, depth = config["render_width"], config["render_depth"]
+    linears = [m for m in imnet.layers if isinstance(m, torch.nn.Linear)]
+    shift_start = width * depth if config["mod_scale"] else 0
+    for layer in range(depth):
+        x = linears[layer](x)
+        if config["mod_scale"]:
+            x = x * (1 + mods[..., width * layer : width * (layer + 1)])
+        if config["mod_shift"]:
+            start = shift_start + width * layer
+            x = x + mods[..., start : start + width]
+        x = torch.relu(x)
+    return linears[-1](x)
+
+
+def _image_rel_cell(cell: Tensor, h: int, w: int) -> Tensor:
+    """The hypernetwork's cell (SPEC "Hypernetwork cell"): one per image, in half codes, (B, 2)."""
+    rel_cell = cell[:, 0].clone()
+    rel_cell[:, 0] *= h
+    rel_cell[:, 1] *= w
+    return rel_cell
+
+
+def _mod_dim(config: dict) -> int:
+    return (
+        config["render_width"]
+        * config["render_depth"]
+        * (config["mod_scale"] + config["mod_shift"])
+    )
+
+
+def literal_lm_lte(model: SRModel, inp: Tensor, coord: Tensor, cell: Tensor) -> Tensor:
+    """LM-LTE (SPEC "LMF"): the latent step once per code, then per neighbour the latent Fourier
+    features through the modulated render MLP; ensembled, plus the bilinear residual."""
+    dec = model.decoder
+    config = dec.config
+    feat = model.encoder(inp)
+    h, w = feat.shape[-2:]
+    b, n = coord.shape[:2]
+    coef, freq = dec.coef(feat), dec.freq(feat)  # (B, 128, h, w)
+    # Latent step: theta_k = Phi_2k + Phi_2k+1 + P(rel_cell)_k, no offset term.
+    theta = freq[:, 0::2] + freq[:, 1::2] + dec.phase(_image_rel_cell(cell, h, w))[:, :, None, None]
+    z = coef * torch.cat([torch.cos(math.pi * theta), torch.sin(math.pi * theta)], dim=1)
+    m = dec.hypernet(z.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # (B, 288, h, w)
+    dim, width = _mod_dim(config), config["render_width"]
+    mods, amp, lat_freq = m[:, :dim], m[:, dim : dim + width], m[:, dim + width : dim + 2 * width]
+
+    def predict(q: Tensor, rel: Tensor) -> Tensor:
+        phi = _nearest(lat_freq, q)
+        phi = torch.stack(torch.split(phi, 2, dim=-1), dim=-1)  # (B, Q, 2, 8): [j, k] = ch 2k+j
+        th = (phi * rel.unsqueeze(-1)).sum(dim=-2)
+        rel_cell = cell.clone()
+        rel_cell[:, :, 0] *= h
+        rel_cell[:, :, 1] *= w
+        th = th + dec.imphase(rel_cell.view(b * n, -1)).view(b, n, -1)
+        x = _nearest(amp, q) * torch.cat([torch.cos(math.pi * th), torch.sin(math.pi * th)], dim=-1)
+        return _modulated_mlp(dec.imnet, x, _nearest(mods, q), config)
+
+    out = _ensemble(feat, coord, predict)
+    residual = F.grid_sample(
+        inp,
+        coord.flip(-1).unsqueeze(1),
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=False,
+    )
+    return out + residual[:, :, 0, :].permute(0, 2, 1)
+
+
+def literal_lm_liif(model: SRModel, inp: Tensor, coord: Tensor, cell: Tensor) -> Tensor:
+    """LM-LIIF (SPEC "LMF"): the hypernetwork on ``[unfold(F), rel_cell]`` once per code, then per
+    neighbour ``[latent, rel, rel_cell]`` through the modulated render MLP; ensembled, no residual."""
+    dec = model.decoder
+    config = dec.config
+    feat = model.encoder(inp)
+    h, w = feat.shape[-2:]
+    b = coord.shape[0]
+    unf = _unfold(feat)  # (B, 9C, h, w)
+    rel_cell_map = _image_rel_cell(cell, h, w)[:, :, None, None].expand(b, 2, h, w)
+    m = dec.hypernet(torch.cat([unf, rel_cell_map], dim=1).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    dim, width = _mod_dim(config), config["render_width"]
+    mods, latent = m[:, :dim], m[:, dim : dim + width]
+
+    def predict(q: Tensor, rel: Tensor) -> Tensor:
+        rel_cell = cell.clone()
+        rel_cell[:, :, 0] *= h
+        rel_cell[:, :, 1] *= w
+        x = torch.cat([_nearest(latent, q), rel, rel_cell], dim=-1)
+        return _modulated_mlp(dec.imnet, x, _nearest(mods, q), config)
+
+    return _ensemble(feat, coord, predict)
+
+
+LITERAL = {
+    "lte": literal_lte,
+    "liif": literal_liif,
+    "metasr": literal_metasr,
+    "lm_lte": literal_lm_lte,
+    "lm_liif": literal_lm_liif,
+}
 
 
 def literal_image(model: SRModel, lr: Tensor, out_hw: tuple[int, int], chunk: int) -> Tensor:

@@ -235,7 +235,10 @@ def test_experiments_hold_only_what_they_change(name: str) -> None:
         assert OmegaConf.select(inherited, key) != value, f"{name}.yaml restates {key}={value}"
     # And the experiment still composes to its recipe.
     cfg = compose_train([f"experiment={name}"])
-    swinir = name in ("swinir_lte", "paper_swinir")  # SwinIR-LIIF/-Meta-SR keep the paper's
+    # SwinIR-LIIF/-Meta-SR keep the paper's; SwinIR-LM-* take their recipe (conf/recipe/).
+    swinir = name in ("swinir_lte", "paper_swinir", "swinir_lm_lte", "swinir_lm_liif")
+    # EDSR-baseline-LM-*: 1200 epochs, one more milestone (the official train-lmf configs).
+    longer = name in ("edsr_baseline_lm_lte", "edsr_baseline_lm_liif")
     root = cfg.paths.data_dir
     if cfg.data._target_ == "lte.data.paired.PairedDataModule":  # fixed-scale rows: DIV2K pairs
         s = cfg.data.scale
@@ -255,9 +258,15 @@ def test_experiments_hold_only_what_they_change(name: str) -> None:
     )
     assert cfg.optimizer.lr == (2e-4 if swinir else 1e-4)
     assert list(cfg.scheduler.milestones) == (
-        [500, 800, 900, 950] if swinir else [200, 400, 600, 800]
+        [500, 800, 900, 950]
+        if swinir
+        else [200, 400, 600, 800, 1000]
+        if longer
+        else [200, 400, 600, 800]
     )
-    assert (cfg.scheduler.gamma, cfg.trainer.max_epochs) == (0.5, 1000)
+    assert (cfg.scheduler.gamma, cfg.trainer.max_epochs) == (0.5, 1200 if longer else 1000)
+    if name == "swinir_lm_liif":  # the official SwinIR-LM-LIIF renders 8 layers deep
+        assert cfg.model.decoder.render_depth == 8
 
 
 def test_sample_preset_from_another_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

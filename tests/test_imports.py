@@ -28,6 +28,7 @@ ALIASES = {
     f"lte.{tool}": f"lte.cli.{tool}" for tool in ("train", "test", "upscale", "compare", "export")
 }
 ALIASES["lte.fourier"] = "lte.cli.fourier"
+ALIASES["lte.cmsr"] = "lte.cli.cmsr"
 
 
 def modules() -> list[str]:

@@ -120,6 +120,7 @@ def test_every_config_is_packaged(installed: Path) -> None:
         "lte-compare",
         "lte-fourier",
         "lte-export",
+        "lte-cmsr",
     ):
         assert (installed / "bin" / name).is_file()
 

@@ -328,7 +328,8 @@ def test_report_script_writes_its_spec_offline(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "offline" in proc.stdout and "no report was created" in proc.stdout
     data = json.loads(spec.read_text())
-    assert data["title"] == "LTE vs LIIF vs Meta-SR on rdn"
+    assert data["title"] == "LTE vs LIIF vs Meta-SR vs LMF on rdn"
+    assert {"lte", "lm_lte", "lm_liif+cmsr", "bicubic"} <= set(data["methods"])
     assert data["runset"]["filters"] == "Config('encoder') in ['rdn', 'none']"
     assert [(p["x"], p["y"]) for p in data["panels"]] == [
         ("scale", ["test/set5/psnr"]),

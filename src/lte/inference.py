@@ -25,7 +25,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -43,6 +43,9 @@ from lte.geometry import (
 )
 from lte.models.decoders import DecoderState, Kernel
 from lte.models.sr import SRModel
+
+if TYPE_CHECKING:
+    from lte.multiscale import CMSRTables
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +252,7 @@ def predict(
     tile: int | None = None,
     progress: ProgressFn | None = None,
     ensemble: int = 1,
+    cmsr: CMSRTables | None = None,
 ) -> Tensor:
     """Super-resolve a normalised ``(B, 3, h, w)`` batch to ``(B, 3, H, W)`` (normalised, unclamped).
 
@@ -273,6 +277,10 @@ def predict(
             size transposed with it for quarter turns, so non-square and anisotropic outputs keep
             their cells per axis), turned back, and the views are averaged. It costs ``ensemble``
             times the compute, and typically buys a little PSNR (measured: docs/upscale.md).
+        cmsr: an LMF model's multi-scale rendering tables (:class:`lte.multiscale.CMSRTables`):
+            beyond the training scales, simple regions are rendered at lower scales
+            (:func:`lte.multiscale.predict_multiscale`, per view under an ensemble); within them
+            nothing changes.
     """
     if chunk <= 0:
         raise ValueError(f"chunk must be positive, got {chunk}")
@@ -298,9 +306,15 @@ def predict(
 
     out: Tensor | None = None
     for turns, mirrored, view_lr, (rows, cols) in plans:
-        pred = _predict_view(
-            model, view_lr, view_size(out_hw, turns), rows, cols, chunk, dtype, kernel, step
-        )
+        view_hw = view_size(out_hw, turns)
+        if cmsr is not None and _multiscale().applies(model, tuple(view_lr.shape[-2:]), view_hw):
+            pred, _ = _multiscale().predict_multiscale(
+                model, view_lr, view_hw, cmsr, chunk=chunk, dtype=dtype, kernel=kernel, tile=tile
+            )
+            for _ in range(len(rows) * len(cols)):
+                step()
+        else:
+            pred = _predict_view(model, view_lr, view_hw, rows, cols, chunk, dtype, kernel, step)
         pred = from_view(pred, turns, mirrored)
         out = pred if out is None else out.add_(pred)
     assert out is not None
@@ -308,6 +322,13 @@ def predict(
 
 
 Bands = list[tuple[int, int, int, int]]
+
+
+def _multiscale() -> Any:
+    """:mod:`lte.multiscale` (CMSR), built on this module: imported when a table is given."""
+    from lte import multiscale
+
+    return multiscale
 
 
 def _tiles(model: SRModel, lr: Tensor, out_hw: tuple[int, int], tile: int) -> tuple[Bands, Bands]:
@@ -347,7 +368,8 @@ def _predict_view(
                 cy0, cy1 = max(0, y0 - margin), min(h, y1 + margin)
                 cx0, cx1 = max(0, x0 - margin), min(w, x1 + margin)
                 # Queries use the whole image's grid; the table is read relative to the crop.
-                state = model.encode(lr[..., cy0:cy1, cx0:cx1], full_lr=lr, origin=(cy0, cx0))
+                crop = lr[..., cy0:cy1, cx0:cx1]
+                state = model.encode(crop, full_lr=lr, origin=(cy0, cx0), cell=cell)
                 grid = torch.stack(torch.meshgrid(ys[r0:r1], xs[c0:c1], indexing="ij"), dim=-1)
                 coord = grid.reshape(1, -1, 2).expand(b, -1, -1)  # (B, Q, 2)
                 rgb = batched_query(model, state, coord, cell, chunk, dtype=dtype, kernel=kernel)

@@ -36,6 +36,7 @@ from lte.inference import DEFAULT_CHUNK, ProgressFn, predict
 from lte.limits import finite_positive
 from lte.models.decoders import Kernel
 from lte.models.sr import SRModel
+from lte.multiscale import CMSRTables
 
 #: ``--alpha`` choices, ``--bit-depth`` choices.
 ALPHA_METHODS = ("bicubic", "model")
@@ -151,6 +152,7 @@ class UpscaleSettings:
         quality: JPEG / WebP quality, 1-100.
         ensemble: 1, 4 or 8 views (:func:`lte.inference.predict`).
         chunk, tile, dtype: :func:`lte.inference.predict`'s.
+        cmsr: an LMF model's multi-scale rendering tables (:mod:`lte.multiscale`), or ``None``.
     """
 
     size: SizeRule
@@ -162,6 +164,7 @@ class UpscaleSettings:
     chunk: int = DEFAULT_CHUNK
     tile: int | None = None
     dtype: torch.dtype | None = None
+    cmsr: CMSRTables | None = None
 
     def __post_init__(self) -> None:
         if self.chunk <= 0:
@@ -238,6 +241,7 @@ def _network(
         tile=settings.tile,
         progress=progress,
         ensemble=settings.ensemble,
+        cmsr=settings.cmsr,
     )
     if not bool(torch.isfinite(sr).all()):
         raise NonFiniteOutput

@@ -1,4 +1,4 @@
-"""The officially released LTE/LIIF/Meta-SR layout, read and written through the family declarations.
+"""The officially released LTE/LIIF/Meta-SR/LMF layout, read and written through the family declarations.
 
 A release is ``{"model": {"name", "args", "sd"}}``: decoder parameters at the top level (``coef.*``,
 ``imnet.*``), encoder ones under ``encoder.``. Which names, arguments, defaults and buffers exist is
@@ -163,6 +163,9 @@ def _read_decoder(family: DecoderFamily, args: Mapping[str, Any]) -> dict[str, A
     """The decoder description of a standard release's arguments (allow-listed already)."""
     release = family.release
     assert isinstance(release, DecoderRelease)
+    if release.read is not None:  # nested specs (LMF): the family reads its own arguments
+        rest = {k: v for k, v in args.items() if k != "encoder_spec"}
+        return {"kind": family.kind, **release.read(rest, "model.args")}
     rules = family.config.rules()
     decoder = {"kind": family.kind, **release.defaults.to_dict()}
     if release.mlp and "imnet_spec" in args:
@@ -225,6 +228,8 @@ def decoder_arguments(decoder: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
             f"the {family.kind} decoder has no official-format equivalent: save it as an lte "
             "checkpoint"
         )
+    if release.write is not None:
+        return release.name, release.write(decoder)
     args: dict[str, Any] = {}
     if release.mlp:
         hidden = list(decoder["mlp_hidden"])

@@ -57,6 +57,7 @@ from lte.fixed_scale import is_native
 from lte.geometry import ENSEMBLE_SIZES
 from lte.inference import BACKENDS, DEFAULT_CHUNK, kernel_for_backend, stderr_progress
 from lte.limits import DEFAULT_MAX_OUTPUT_PIXELS, check_output_request, finite_positive
+from lte.multiscale import CMSRTables, check_model
 from lte.onnx_runtime import OnnxLoaded, load_onnx
 from lte.upscaling import ALPHA_METHODS, BIT_DEPTHS, SizeRule, UpscaleSettings, parse_box
 
@@ -213,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="training scale_max (default: from the checkpoint; 4 for official files)",
     )
     p.add_argument(
+        "--cmsr",
+        default=None,
+        metavar="TABLES",
+        help="LM-LTE/LM-LIIF only: a CMSR table file (python -m lte.cmsr); beyond the training "
+        "scales, simple regions are rendered at lower scales (faster, within the tables' MSE)",
+    )
+    p.add_argument(
         "--max-pixels",
         default=None,
         help=f"largest input image in pixels, e.g. 200000000 or 20000x10000 (default: "
@@ -248,6 +256,7 @@ def settings_of(args: argparse.Namespace) -> UpscaleSettings:
         chunk=args.chunk,
         tile=args.tile,
         dtype=DTYPES[args.dtype],
+        cmsr=CMSRTables.load(args.cmsr, "--cmsr") if args.cmsr is not None else None,
     )
     if args.scale_max is not None:
         finite_positive(args.scale_max, "--scale-max")
@@ -278,6 +287,11 @@ def check_onnx_options(args: argparse.Namespace) -> None:
         raise UserError(
             f"--device {args.device}: an ONNX model runs on onnxruntime's CPU provider; use "
             "--device cpu (or auto)"
+        )
+    if args.cmsr is not None:
+        raise UserError(
+            "--cmsr: an ONNX model renders at one scale; drop --cmsr, or use the checkpoint it "
+            "was exported from"
         )
 
 
@@ -406,6 +420,8 @@ def _upscaler(
 ) -> Upscaler:
     """The model, loaded once (:func:`load_model`), with its kernel and the settings."""
     loaded = load_model(args, device)
+    if settings.cmsr is not None:
+        check_model(loaded.model, f"--cmsr with checkpoint {quote(loaded.path)}")
     kernel = kernel_for_backend(loaded.model, args.backend)
     return Upscaler(loaded, settings, kernel, max_pixels, max_out)
 

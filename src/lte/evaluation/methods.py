@@ -38,6 +38,7 @@ from lte.inference import kernel_for_backend
 from lte.models.decoders import Kernel
 from lte.models.identity import labels
 from lte.models.sr import SRModel
+from lte.multiscale import check_model
 from lte.results import BICUBIC_MODEL, NO_ENCODER
 
 
@@ -132,9 +133,14 @@ class Network(Method):
 
     @property
     def model_name(self) -> str:  # type: ignore[override]
-        """The decoder's label; ``lte+ens8`` under a self-ensemble, which is another method."""
+        """The decoder's label, another method's under a self-ensemble (``lte+ens8``) or with
+        multi-scale rendering tables (``lm_lte+cmsr``: its scores beyond ``scale_max`` differ)."""
         name = labels(self.model.describe())[0]
-        n = 1 if self.settings is None else self.settings.ensemble
+        if self.settings is None:
+            return name
+        if self.settings.cmsr is not None:
+            name += "+cmsr"
+        n = self.settings.ensemble
         return name if n == 1 else f"{name}+ens{n}"
 
     @property
@@ -150,6 +156,8 @@ class Network(Method):
         return NetworkInput(self.model.pad_multiple)
 
     def ready(self, settings: EvalSettings, device: torch.device) -> Network:
+        if settings.cmsr is not None:
+            check_model(self.model, "eval.cmsr")
         ready = self.settings is not None and self.settings.backend == settings.backend
         if ready and self.device == device:
             return replace(self, settings=settings)
@@ -173,6 +181,7 @@ class Network(Method):
             fast=s.fast,
             kernel=self.kernel,
             ensemble=s.ensemble,
+            cmsr=s.cmsr,  # type: ignore[arg-type]  # loaded by EvalSettings
         )
 
     def to_image(self, out: Tensor, out_hw: tuple[int, int]) -> Tensor:

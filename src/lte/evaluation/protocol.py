@@ -23,6 +23,7 @@ from lte.inference import DEFAULT_CHUNK, predict
 from lte.metrics import psnr_protocol, shave_border, ssim_protocol
 from lte.models.decoders import Kernel
 from lte.models.sr import SRModel
+from lte.multiscale import CMSRTables
 from lte.scales import format_scale
 
 #: SSIM's Gaussian window: images smaller than this after shaving get no SSIM (NaN).
@@ -71,12 +72,14 @@ def predict_padded(
     fast: bool = False,
     kernel: Kernel | None = None,
     ensemble: int = 1,
+    cmsr: CMSRTables | None = None,
 ) -> Tensor:
     """The model's part of :func:`super_resolve`: ``inp`` from :func:`model_input` to the normalised,
     uncropped prediction (SwinIR: the padded image's grid; crop to ``out_hw`` afterwards).
 
     ``ensemble`` (1, 4, 8) is :func:`lte.inference.predict`'s self-ensemble; a padded image is
-    turned whole, padding included, so every view is predicted on the same padded grid.
+    turned whole, padding included, so every view is predicted on the same padded grid. With
+    ``cmsr`` an LMF model renders beyond its training scales at several (:mod:`lte.multiscale`).
     """
     grid = out_hw
     if model.pad_multiple > 0:
@@ -88,7 +91,9 @@ def predict_padded(
     # The one call into the model: predict sizes the cell from grid / LR and model.scale_max. For
     # the protocol's integer scales that is exactly the papers' 2/(s·h) · max(s / scale_max, 1).
     with torch.no_grad():
-        return predict(model, inp, grid, chunk=chunk, tile=tile, kernel=kernel, ensemble=ensemble)
+        return predict(
+            model, inp, grid, chunk=chunk, tile=tile, kernel=kernel, ensemble=ensemble, cmsr=cmsr
+        )
 
 
 def super_resolve(

@@ -14,6 +14,7 @@ with its check in :meth:`~EvalSettings.__post_init__`, its line in ``conf/test.y
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from lte.errors import UserError
 from lte.geometry import ENSEMBLE_SIZES
 from lte.inference import DEFAULT_CHUNK, check_backend
+from lte.multiscale import CMSRTables
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class EvalSettings:
         ensemble: the self-ensemble, 1 (none, the papers' protocol), 4 (the four rotations) or
             8 (also their mirror images): :func:`lte.inference.predict`'s ``ensemble``. It changes
             the result, so the records name it in their model label (``lte+ens8``).
+        cmsr: multi-scale rendering tables for an LMF model (:class:`lte.multiscale.CMSRTables`,
+            or the path of a table file, read and validated here): scales beyond the model's
+            ``scale_max`` render simple regions at lower scales. ``None``: off.
 
     Raises:
         UserError: one line naming the first bad option, in the order above.
@@ -58,6 +63,7 @@ class EvalSettings:
     backend: str = "eager"
     profile: bool = False
     ensemble: int = 1
+    cmsr: CMSRTables | str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:  # frozen: set once, here
@@ -101,6 +107,12 @@ class EvalSettings:
             )
         put("tile", 0 if fast else tile)
         put("workers", workers)
+        if isinstance(self.cmsr, str | os.PathLike):
+            put("cmsr", CMSRTables.load(self.cmsr, "eval.cmsr"))
+        elif self.cmsr is not None and not isinstance(self.cmsr, CMSRTables):
+            raise UserError(
+                f"eval.cmsr={self.cmsr!r} must be the path of a CMSR table file (lte.cmsr) or null"
+            )
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> EvalSettings:

@@ -1,7 +1,14 @@
-"""Networks: encoders (EDSR, RDN, SwinIR), implicit decoders (LTE, LIIF, Meta-SR) and their composition."""
+"""Networks: encoders (EDSR, RDN, SwinIR), implicit decoders (LTE, LIIF, Meta-SR, LM-LTE, LM-LIIF) and their composition."""
 
 from lte.models.build import build_model, instantiate_model, model_config
-from lte.models.decoders import LIIFDecoder, LTEDecoder, MetaSRDecoder, NearestDecoder
+from lte.models.decoders import (
+    LIIFDecoder,
+    LMLIIFDecoder,
+    LMLTEDecoder,
+    LTEDecoder,
+    MetaSRDecoder,
+    NearestDecoder,
+)
 from lte.models.edsr import EDSR
 from lte.models.rdn import RDN
 from lte.models.spec import ModelSpec
@@ -12,6 +19,8 @@ __all__ = [
     "EDSR",
     "RDN",
     "LIIFDecoder",
+    "LMLIIFDecoder",
+    "LMLTEDecoder",
     "LTEDecoder",
     "MetaSRDecoder",
     "ModelSpec",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from lte.models import edsr, rdn, swinir
-from lte.models.decoders import liif, lte, metasr, nearest
+from lte.models.decoders import liif, lm_liif, lm_lte, lte, metasr, nearest
 from lte.models.decoders.base import Decoder
 from lte.models.family import DecoderFamily, EncoderFamily
 from lte.models.fields import FamilyConfig
@@ -26,6 +26,8 @@ DECODER_FAMILIES: tuple[DecoderFamily, ...] = (
     liif.FAMILY,
     metasr.FAMILY,
     nearest.FAMILY,
+    lm_lte.FAMILY,
+    lm_liif.FAMILY,
 )
 
 _registered_encoders: list[EncoderFamily] = []

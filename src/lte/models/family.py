@@ -150,6 +150,13 @@ class DecoderRelease:
         arguments: released argument -> config field (``hidden_dim``).
         flags: released booleans that lte implements only as ``True`` (LIIF's ``local_ensemble``).
         layouts: other layouts of the same decoder (:class:`DecoderLayout`).
+        read: for a release whose arguments the fields above cannot say (LMF's nested
+            ``imnet_spec`` / ``hypernet_spec``): its arguments (all but ``encoder_spec``) and their
+            path -> the decoder's fields, a ``FieldError`` naming a bad one. ``mlp``, ``arguments``
+            and ``flags`` are then unused.
+        write: with ``read``: decoder description -> the released arguments (a ``UserError`` when
+            there are none).
+        extra: with ``read``: the arguments a file may hold besides ``encoder_spec``.
 
     A field neither ``mlp`` nor ``arguments`` carries must equal the defaults' to be exported.
     """
@@ -161,10 +168,15 @@ class DecoderRelease:
     arguments: Mapping[str, str] = field(default_factory=dict)
     flags: tuple[str, ...] = ()
     layouts: tuple[DecoderLayout, ...] = ()
+    read: Callable[[Mapping[str, Any], str], dict[str, Any]] | None = None
+    write: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    extra: tuple[str, ...] = ()
 
     @property
     def accepted(self) -> tuple[str, ...]:
         """Every argument a released file of this model may hold besides ``encoder_spec``."""
+        if self.read is not None:
+            return self.extra
         return (*(("imnet_spec",) if self.mlp else ()), *self.arguments, *self.flags)
 
 

@@ -144,6 +144,20 @@ class ConstRule(Rule):
 
 
 @dataclass(frozen=True)
+class BoolRule(Rule):
+    """``True`` or ``False``, nothing else: ``1`` and ``"true"`` are not switches (see
+    :func:`bool_field`)."""
+
+    def __call__(self, value: Any, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise FieldError(path, f"must be true or false, got {short_repr(value)}")
+        return value
+
+    def plain(self, value: Any) -> bool:
+        return bool(value)
+
+
+@dataclass(frozen=True)
 class IntListRule(Rule):
     """A list (or tuple) of 1 to ``max_len`` ints in ``[lo, hi]``, kept as a tuple."""
 
@@ -177,6 +191,11 @@ def float_field(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = 
 def const_field(expected: Any) -> Rule:
     """Exactly ``expected`` (same type), e.g. ``in_channels`` 3: every model here reads RGB."""
     return ConstRule(expected)
+
+
+def bool_field() -> Rule:
+    """A switch: exactly ``True`` or ``False`` (LMF's ``mod_scale`` / ``mod_shift``)."""
+    return BoolRule()
 
 
 def int_list_field(lo: int = 1, hi: int = MAX_WIDTH, max_len: int = MAX_LIST) -> Rule:

@@ -135,13 +135,29 @@ class SRModel(nn.Module):
 
     # --- encode / query ------------------------------------------------------------------------
 
+    @property
+    def cell_dependent(self) -> bool:
+        """Whether :meth:`encode` needs the output cell (LMF: the table holds modulations computed
+        for the image's one cell)."""
+        return self.decoder.cell_dependent
+
     def encode(
-        self, lr: Tensor, *, full_lr: Tensor | None = None, origin: tuple[int, int] = (0, 0)
+        self,
+        lr: Tensor,
+        *,
+        full_lr: Tensor | None = None,
+        origin: tuple[int, int] = (0, 0),
+        cell: Tensor | None = None,
     ) -> DecoderState:
         """Encode a normalised ``(B, 3, h, w)`` float32 image, or one tile of a larger image.
 
         For a tile, ``lr`` is the crop, ``full_lr`` the whole image and ``origin`` the crop's
         top-left (row, col) in it: queries then use the whole image's geometry.
+
+        ``cell`` is the output cell the queries will use, ``(B, 2)`` or ``(B, Q or 1, 2)`` (enlarged
+        beyond ``scale_max`` as for the queries). A :attr:`cell_dependent` decoder (LMF) needs it and
+        reads one cell per image, the first query's (the official code reads the first ``h·w``
+        queries' cells, all equal); other decoders ignore it.
 
         A fixed-scale encoder's ``(B, 3, s·h, s·w)`` output is packed onto the LR grid first
         (``pixel_unshuffle(s)``: ``(B, 3·s², h, w)``), so every table lives on the LR grid and tiles,
@@ -171,12 +187,32 @@ class SRModel(nn.Module):
                 f"encode: a {tuple(lr.shape)} {lr.dtype} tile at {origin} does not lie in the "
                 f"{tuple(full_lr.shape)} {full_lr.dtype} full_lr"
             )
+        rel = None if not self.cell_dependent else self._image_rel_cell(cell, full_lr)
         feat = self.encoder(lr)
         if self.native_scale is not None:
             feat = F.pixel_unshuffle(feat, self.native_scale)
+        table = self.decoder.prepare(feat) if rel is None else self.decoder.prepare(feat, rel)
         # Under autocast (trainer.precision=bf16-mixed) the convolutions return bf16: the table is
         # upcast (a no-op in float32) so the decoders' geometry (θ, offsets) stays float32.
-        return DecoderState(self.decoder.prepare(feat).float(), full_lr, (oy, ox))
+        return DecoderState(table.float(), full_lr, (oy, ox))
+
+    def _image_rel_cell(self, cell: Tensor | None, full_lr: Tensor) -> Tensor:
+        """The image's one cell in half codes of the whole LR grid, ``(B, 2)``, from ``cell``."""
+        if cell is None:
+            raise ValueError(
+                f"the {self.decoder.kind} decoder's code table depends on the output cell: "
+                "encode(lr, cell=...) with the cell the queries use (lte.inference.predict does it)"
+            )
+        if cell.dim() == 3:
+            cell = cell[:, 0]  # one cell per image: the first query's
+        b = full_lr.shape[0]
+        if cell.shape not in ((b, 2), (1, 2)) or cell.dtype != torch.float32:
+            raise ValueError(
+                f"encode: cell must be float32 (B, 2) or (B, Q, 2) for a batch of {b}, got "
+                f"{cell.dtype} {tuple(cell.shape)}"
+            )
+        h, w = full_lr.shape[-2:]
+        return (cell * cell.new_tensor([h, w])).expand(b, 2)
 
     def query(
         self,
@@ -228,6 +264,32 @@ class SRModel(nn.Module):
             rel = self.enlarge_cell(cell, scale) * lr.new_tensor([h, w])
         return self.decoder.fourier(self.encoder(lr), rel)
 
+    # --- multi-scale rendering (CMSR, lte.multiscale) -------------------------------------------
+
+    @property
+    def has_complexity(self) -> bool:
+        """Whether the decoder has modulations whose strength CMSR reads (LM-LTE, LM-LIIF)."""
+        return self.decoder.has_complexity
+
+    @property
+    def complexity_max(self) -> float | None:
+        """The largest code complexity CMSR's threshold search considers (``None``: no CMSR)."""
+        return self.decoder.complexity_max
+
+    def complexity(self, state: DecoderState) -> Tensor:
+        """Each code's modulation strength, ``(B, h_t, w_t)`` over the state's table (CMSR).
+
+        Raises:
+            ValueError: the decoder has no modulations (only the LMF families have them).
+        """
+        if not self.has_complexity:
+            raise ValueError(
+                f"the {self.decoder.kind} decoder has no latent modulations: multi-scale rendering "
+                "(CMSR) needs an LMF model (lm_lte, lm_liif)"
+            )
+        return self.decoder.complexity(state.table)
+
     def forward(self, lr: Tensor, coord: Tensor, cell: Tensor) -> Tensor:
-        """The differentiable definition end to end (training): ``query(encode(lr), coord, cell)``."""
-        return self.query(self.encode(lr), coord, cell)
+        """The differentiable definition end to end (training): ``query(encode(lr), coord, cell)``;
+        a cell-dependent decoder's table is built for the first query's cell."""
+        return self.query(self.encode(lr, cell=cell), coord, cell)

@@ -185,7 +185,7 @@ class SRLitModule(L.LightningModule):
         # float32 under trainer.precision=bf16-mixed too: the weights are float32, and this scores
         # the model lte.test will score (autocast would also send the fast kernel to slow bf16).
         with torch.autocast(inp.device.type, enabled=False):
-            state = self.net.encode(inp)
+            state = self.net.encode(inp, cell=cell)
             return batched_query(self.net, state, coord, cell, self.val_chunk)
 
     def validation_step(

@@ -1,4 +1,4 @@
-"""Implicit decoders: LTE, LIIF and Meta-SR (and the fixed-scale baselines' nearest lookup), one family per module, behind one contract (:mod:`.base`).
+"""Implicit decoders: LTE, LIIF, Meta-SR and the LMF ones (LM-LTE, LM-LIIF; and the fixed-scale baselines' nearest lookup), one family per module, behind one contract (:mod:`.base`).
 
 ``SRModel.encode`` builds a :class:`DecoderState`; ``SRModel.query`` answers coordinates from it with
 the decoder's differentiable definition (``kernel="exact"``) or, for inference, its fast kernel
@@ -9,6 +9,8 @@ the decoder's differentiable definition (``kernel="exact"``) or, for inference, 
 from lte.models.decoders.base import KERNELS, MLP_DTYPES, Decoder, DecoderState, Kernel
 from lte.models.decoders.ensemble import BLOCK
 from lte.models.decoders.liif import LIIFDecoder
+from lte.models.decoders.lm_liif import LMLIIFDecoder
+from lte.models.decoders.lm_lte import LMLTEDecoder
 from lte.models.decoders.lte import LTEDecoder
 from lte.models.decoders.metasr import MetaSRDecoder
 from lte.models.decoders.nearest import NearestDecoder
@@ -21,6 +23,8 @@ __all__ = [
     "DecoderState",
     "Kernel",
     "LIIFDecoder",
+    "LMLIIFDecoder",
+    "LMLTEDecoder",
     "LTEDecoder",
     "MetaSRDecoder",
     "NearestDecoder",

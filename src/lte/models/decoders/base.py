@@ -10,6 +10,12 @@ decoder with no fast kernel works everywhere (training, tiled ``predict``, evalu
 ``exact``. LTE and LIIF also have :meth:`Decoder.compiled` (``kernel="compiled"``): the same blocks
 as ``fast``, each one ``torch.compile``d once (:mod:`lte.models.decoders.compiled`). A family that
 estimates Fourier features (LTE) also writes :meth:`Decoder.fourier` (:class:`FourierMaps`).
+
+A table may depend on the output cell as well as on the image: LMF's hypernetwork runs once per code
+for the image's one cell (SPEC.md "LMF"). Such a family sets :attr:`Decoder.cell_dependent`; its
+:meth:`prepare` then takes ``rel_cell`` and ``SRModel.encode`` needs the cell the queries will use.
+Queries still carry their own cells (the render step reads them), so one state answers queries at
+another scale with the modulations of the first, which is what multi-scale rendering (CMSR) does.
 """
 
 from __future__ import annotations
@@ -148,10 +154,19 @@ class Decoder(nn.Module):
 
     kind: ClassVar[str]
     reach: ClassVar[int] = 3
+    #: Whether the table depends on the output cell (LMF): :meth:`prepare` then takes ``rel_cell``.
+    cell_dependent: ClassVar[bool] = False
+    #: Multi-scale rendering (CMSR): the largest code complexity its threshold tables consider
+    #: (:meth:`complexity`); ``None`` for a family without modulations.
+    complexity_max: ClassVar[float | None] = None
     config: dict[str, Any]
 
     def prepare(self, feat: Tensor) -> Tensor:
-        """The ``(B, h_t, w_t, D)`` code table of encoder features ``(B, C, h_t, w_t)``."""
+        """The ``(B, h_t, w_t, D)`` code table of encoder features ``(B, C, h_t, w_t)``.
+
+        A family with :attr:`cell_dependent` writes ``prepare(feat, rel_cell)`` instead: ``rel_cell``
+        ``(B, 2)`` is the image's output cell in half codes of the whole image, ``cell ⊙ (h, w)``.
+        """
         raise NotImplementedError
 
     def exact(
@@ -176,6 +191,16 @@ class Decoder(nn.Module):
         """Optional: the estimated frequencies and amplitudes of encoder features ``(B, C, h, w)``,
         with the phase term of ``rel_cell`` ``(B, 2)`` when given (LTE's texture estimator)."""
         raise NotImplementedError
+
+    def complexity(self, table: Tensor) -> Tensor:
+        """Optional (CMSR): each code's modulation strength, ``(B, h_t, w_t)`` from a table
+        ``(B, h_t, w_t, D)``; multi-scale rendering decodes simple codes at lower scales."""
+        raise NotImplementedError
+
+    @property
+    def has_complexity(self) -> bool:
+        """Whether the family overrides :meth:`complexity` (LMF: multi-scale rendering works)."""
+        return type(self).complexity is not Decoder.complexity
 
     @property
     def has_fourier(self) -> bool:
