@@ -254,6 +254,7 @@ def test_options_an_onnx_model_cannot_honour(exports: Exports, photo: Path, tmp_
         ((path, "--backend", "compile"), "--backend compile: an ONNX model runs in onnxruntime"),
         ((path, "--device", "cuda"), "--device cuda: an ONNX model runs on onnxruntime's CPU"),
         ((query,), "is the query graph of an lte export"),
+        ((path, "--cmsr", str(tmp_path / "t.yaml")), "--cmsr: an ONNX model renders at one scale"),
     ]
     for (ckpt, *extra), expected in rows:
         line = one_error(upscale(photo, tmp_path / "o.png", ckpt, "--scale", "2", *extra))
@@ -261,6 +262,18 @@ def test_options_an_onnx_model_cannot_honour(exports: Exports, photo: Path, tmp_
     assert not (tmp_path / "o.png").exists()
     with pytest.raises(UserError, match=r"is an ONNX export: only lte\.upscale runs it"):
         load_checkpoint(path)
+
+
+def test_an_lmf_model_is_not_exported_as_onnx(tmp_path: Path) -> None:
+    """LM-LTE's table depends on the output cell, which the encoder graph does not take: one line,
+    nothing written (its .safetensors export is tested with the LMF checkpoints)."""
+    ckpt = tmp_path / "lm.ckpt"
+    save_lte(build_model("lm_lte", "edsr_tiny").eval(), ckpt)
+    before = snapshot(tmp_path)
+    proc = run_main(export_main, [str(ckpt), str(tmp_path / "lm.onnx")], prog="lte-export")
+    line = one_error(proc)
+    assert "lm_lte model, whose encoder output depends on the output cell" in line, line
+    assert snapshot(tmp_path) == before
 
 
 #: Runs a command with an import of ``BLOCKED`` failing, as on a machine without the extra.

@@ -1,7 +1,7 @@
 """``.safetensors`` exports: real files written by ``lte-export``, read back by every checkpoint reader.
 
 Round trips through the real CLIs on a real photo are byte-identical to the source checkpoint's
-upscale (LTE, LIIF, Meta-SR, a fixed-scale model, an official release, an lte checkpoint); loading
+upscale (LTE, LIIF, Meta-SR, a fixed-scale model, LM-LTE, LM-LIIF, an official release, an lte checkpoint); loading
 runs no pickle at all; the header is the documented layout; every tampered header row, wrong weight
 and wrong ``--sha256`` is one ``error:`` line with exit 2 and leaves the folder as it was.
 """
@@ -41,6 +41,8 @@ MODELS = {
     "liif": ("liif", "edsr_tiny", []),
     "metasr": ("metasr", "rdn_tiny", []),
     "fixed_x2": ("nearest", "edsr_tiny", ["encoder.upscale=2"]),
+    "lm_lte": ("lm_lte", "edsr_tiny", []),
+    "lm_liif": ("lm_liif", "edsr_tiny", []),
 }
 
 

@@ -127,6 +127,11 @@ def export_model(
     if ckpt_sha256 is not None:
         check_sha256(source, ckpt_sha256, option="--sha256")
     loaded, obj = load_with_file(source)
+    if fmt == "onnx" and loaded.model.cell_dependent:
+        raise UserError(
+            f"{quote(source)} is an {loaded.model_name} model, whose encoder output depends on the "
+            "output cell (LMF): lte exports it as .safetensors, not yet as .onnx"
+        )
     records = results_for(every, results, ckpt, loaded) if every is not None else None
     source_digest = ckpt_sha256 or sha256_file(source)
     if fmt == "safetensors":

@@ -150,9 +150,15 @@ class OnnxModel:
         return self._skeleton.describe()
 
     def encode(
-        self, lr: Tensor, *, full_lr: Tensor | None = None, origin: tuple[int, int] = (0, 0)
+        self,
+        lr: Tensor,
+        *,
+        full_lr: Tensor | None = None,
+        origin: tuple[int, int] = (0, 0),
+        cell: Tensor | None = None,
     ) -> DecoderState:
-        """The encoder graph on a normalised ``(B, 3, h, w)`` image or tile (see ``SRModel.encode``)."""
+        """The encoder graph on a normalised ``(B, 3, h, w)`` image or tile (see ``SRModel.encode``).
+        ``cell`` is ignored: only models whose table does not depend on it are exported."""
         if lr.dtype != torch.float32:
             raise ValueError(f"the ONNX model computes in float32, the image is {lr.dtype}")
         self._check_padding(lr.shape[-2], lr.shape[-1])
@@ -328,4 +334,9 @@ def load_onnx(
             skeleton = spec.build()
     except Exception:  # a constructor that reads values on the meta device: build it for real
         skeleton = spec.build()
+    if skeleton.cell_dependent:
+        raise UserError(
+            f"{quote(str(p))} describes an LMF model, whose encoder output depends on the output "
+            "cell, and lte exports none as ONNX: it was not written by lte-export"
+        )
     return OnnxLoaded(OnnxModel(encoder, query, skeleton.eval()), p, query_path, spec, release)

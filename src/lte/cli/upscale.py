@@ -238,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_of(args: argparse.Namespace) -> UpscaleSettings:
     """The options that shape each picture, checked: numbers no computation can make sense of are
     refused before anything is read."""
+    if is_onnx(args.ckpt):
+        check_onnx_options(args)
     if args.fit is not None:
         size = SizeRule(fit=parse_box(args.fit, "--fit"))
     elif args.size is not None:
@@ -262,8 +264,6 @@ def settings_of(args: argparse.Namespace) -> UpscaleSettings:
         finite_positive(args.scale_max, "--scale-max")
     if args.sha256 is not None:
         args.sha256 = parse_sha256(args.sha256, "--sha256")
-    if is_onnx(args.ckpt):
-        check_onnx_options(args)
     return settings
 
 
