@@ -59,11 +59,11 @@ OPTIONS = ("fp32", "bf16", "compile")
 
 #: Seconds per section on a GPU: 480 in all, the 8 minutes the check may take (``--budget-scale``).
 GPU_BUDGETS = {
-    "model": 45,
-    "parity": 75,
-    "training": 200,
+    "model": 40,
+    "parity": 90,
+    "training": 195,
     "ddp": 60,
-    "tf32": 30,
+    "tf32": 25,
     "compile_backend": 70,
 }
 #: ``--smoke``: generous, since a busy 2-core machine is slow to start each process.
@@ -118,23 +118,25 @@ class Settings:
         narrow = ["model.decoder.hidden_dim=16", "model.decoder.mlp_hidden=[16,16]"]
         return ["model=lte", *self.encoder_args(), *(narrow if self.smoke else [])]
 
-    def train_args(self, *, batch: int | None = None) -> list[str]:
-        """The data and trainer of every training run: the bundled photos, no validation step.
+    def train_args(self, steps: int, *, batch: int | None = None) -> list[str]:
+        """The data and trainer of a training run of ``steps`` steps on the bundled photos.
 
-        The paper's shape on a GPU (batch 16, 48² LR patches, 2304 queries); ``data.repeat`` makes
-        an epoch longer than any run here, so a run stops on ``max_steps`` before validating.
+        The paper's shape on a GPU (batch 16, 48² LR patches, 2304 queries). ``data.repeat`` makes
+        the epoch at least one batch longer than the run, so it stops on ``max_steps`` before any validation.
         """
+        batch = batch or (4 if self.smoke else 16)
         if self.smoke:
-            size = ["data.inp_size=16", "data.sample_q=64", f"data.batch_size={batch or 4}"]
+            size = ["data.inp_size=16", "data.sample_q=64"]
             loader = ["data.num_workers=0"]
         else:
-            size = ["data.inp_size=48", "data.sample_q=2304", f"data.batch_size={batch or 16}"]
+            size = ["data.inp_size=48", "data.sample_q=2304"]
             loader = ["data.num_workers=4", "data.persistent_workers=true"]
+        photos = len(list((ROOT / "data/sample/train").glob("*.png")))
+        size += [f"data.batch_size={batch}", f"data.repeat={(steps + 1) * batch // photos + 1}"]
         accelerator = "gpu" if self.cuda else "cpu"
         return [
             "data=sample",
             *size,
-            "data.repeat=200",
             *loader,
             f"trainer.accelerator={accelerator}",
             "trainer.num_sanity_val_steps=0",
@@ -361,7 +363,7 @@ def section_model(s: Settings, sec: Section) -> None:
         "model_train",
         "lte.train",
         *s.model_args(),
-        *s.train_args(),
+        *s.train_args(s.model_steps),
         "trainer.devices=1",
         f"trainer.max_steps={s.model_steps}",
         "callbacks=minimal",
@@ -483,8 +485,8 @@ def section_training(s: Settings, sec: Section) -> None:
                 f"model={','.join(DECODERS)}",
                 f"trainer.precision={chosen}",
                 *s.encoder_args(),
-                *s.train_args(),
-                *(["model.decoder.mlp_hidden=[32,32]"] if s.smoke else []),
+                *s.train_args(s.train_steps),
+                *(["model.decoder.mlp_hidden=[16,16]"] if s.smoke else []),
                 "trainer.devices=1",
                 f"trainer.max_steps={s.train_steps}",
                 "callbacks=none",
@@ -541,7 +543,7 @@ def section_ddp(s: Settings, sec: Section) -> None:
     per_device = 4 if s.smoke else 16
     args = [
         *s.model_args(),
-        *s.train_args(batch=per_device * devices),
+        *s.train_args(2 * s.ddp_steps, batch=per_device * devices),
         f"trainer.devices={devices}",
         "trainer.strategy=ddp",
         "callbacks=minimal",
@@ -603,7 +605,7 @@ def section_tf32(s: Settings, sec: Section) -> None:
         "-m",
         f"float32_matmul_precision={','.join(values)}",
         *s.model_args(),
-        *s.train_args(),
+        *s.train_args(1),
         "trainer.devices=1",
         "trainer.max_steps=1",
         "callbacks=none",
@@ -867,10 +869,10 @@ def settings_from(args: argparse.Namespace, cuda_devices: int, started: datetime
         work=work,
         budgets={k: base[k] * args.budget_scale for k in sections},
         options=tuple(o for o in OPTIONS if o in options),  # fp32 first, compile last
-        train_steps=6 if args.smoke else 50,
-        model_steps=10 if args.smoke else 200,
+        train_steps=5 if args.smoke else 50,
+        model_steps=8 if args.smoke else 200,
         ddp_steps=2 if args.smoke else 20,
-        scale=2.0 if args.smoke else 3.0,
+        scale=2.0 if args.smoke else 2.5,
     )
 
 
