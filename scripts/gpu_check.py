@@ -39,7 +39,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -170,6 +170,7 @@ class Section:
     checks: list[Check] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)
+    log_dir: Path = Path(".")
     deadline: float = 0.0
 
     def check(self, name: str, ok: bool | None, value: Any, rule: str) -> bool:
@@ -185,9 +186,16 @@ class Section:
 # --- running the project's command lines ---------------------------------------------------------
 
 
+#: SLURM's task counts, hidden from the runs: the check is one SLURM task that starts its own
+#: processes, and with these set Lightning would expect ``srun`` to have started one task per GPU
+#: (and refuse ``trainer.devices=N`` in a one-task job) instead of starting the DDP workers itself.
+SLURM_TASK_VARIABLES = ("SLURM_NTASKS", "SLURM_NTASKS_PER_NODE", "SLURM_NPROCS")
+
+
 def child_env() -> dict[str, str]:
-    """The environment of every command: W&B offline, ``scripts/`` importable (the probe)."""
-    env = dict(os.environ)
+    """The environment of every command: W&B offline, ``scripts/`` importable (the probe), and
+    SLURM's task counts left out (:data:`SLURM_TASK_VARIABLES`)."""
+    env = {k: v for k, v in os.environ.items() if k not in SLURM_TASK_VARIABLES}
     env["WANDB_MODE"] = "offline"
     env.pop("WANDB_API_KEY", None)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SCRIPTS), env.get("PYTHONPATH")) if p)
@@ -201,7 +209,7 @@ def run_cli(section: Section, log_name: str, module: str, *args: str) -> None:
     running at the deadline is killed with its whole process group (DDP workers included) and
     raises :class:`SectionTimeoutError`; a non-zero exit raises ``RuntimeError`` with its last line.
     """
-    log = LOG_DIR / f"{log_name}.log"
+    log = section.log_dir / f"{log_name}.log"
     section.logs.append(str(log))
     timeout = section.remaining()
     if timeout <= 1:
@@ -565,6 +573,7 @@ def section_ddp(s: Settings, sec: Section) -> None:
     )
     saved = checkpoint_step(ckpt)
     sec.check("last.ckpt step", saved == first, saved, f"== {first}")
+    (run_dir / PROBE_FILE).unlink(missing_ok=True)  # the resumed start must write its own
     run_cli(sec, "ddp_resume", "lte.train", *args, f"trainer.max_steps={second}", "ckpt_path=last")
     resumed = read_probe(run_dir) or {}
     start = resumed.get("start_step")
@@ -676,8 +685,6 @@ RUNNERS: dict[str, Callable[[Settings, Section], None]] = {
 
 # --- the run and its report ------------------------------------------------------------------------
 
-LOG_DIR = Path(".")  # set by main: <work>/logs
-
 
 def run_section(s: Settings, sec: Section, total_deadline: float) -> None:
     """Run one section within its budget (and the whole check's); record how it ended."""
@@ -760,7 +767,7 @@ def report_dict(
             },
         },
         "sections": {
-            x.name: {k: v for k, v in asdict(x).items() if k not in ("name", "deadline")}
+            x.name: {k: v for k, v in asdict(x).items() if k not in ("name", "deadline", "log_dir")}
             for x in sections
         },
     }
@@ -876,15 +883,6 @@ def settings_from(args: argparse.Namespace, cuda_devices: int, started: datetime
     )
 
 
-@contextlib.contextmanager
-def report_writer(out: Path) -> Iterator[None]:
-    try:
-        yield
-    except KeyboardInterrupt:
-        print(f"interrupted: the report so far is in {out}", file=sys.stderr)
-        raise SystemExit(130) from None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out.resolve()
@@ -900,19 +898,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     s = settings_from(args, torch.cuda.device_count(), started)
-    global LOG_DIR
-    LOG_DIR = s.work / "logs"
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log_dir = s.work / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
     info = machine()
-    sections = [Section(name, budget) for name, budget in s.budgets.items()]
+    sections = [Section(name, budget, log_dir=log_dir) for name, budget in s.budgets.items()]
     total_deadline = time.monotonic() + sum(s.budgets.values())
     print(f"gpu check ({'smoke' if s.smoke else 'gpu'}, {s.device}): work folder {s.work}")
-    with report_writer(out):
-        for sec in sections:
-            print(f"- {sec.name} (budget {sec.budget_s:g} s) ...", flush=True)
+    for sec in sections:
+        print(f"- {sec.name} (budget {sec.budget_s:g} s) ...", flush=True)
+        try:
             run_section(s, sec, total_deadline)
-            print(f"  {sec.status} in {sec.seconds:g} s{': ' + sec.reason if sec.reason else ''}")
-            write_json(out, report_dict(s, sections, started, False, info))
+        except KeyboardInterrupt:
+            print(f"interrupted: the report so far is in {out}", file=sys.stderr)
+            return 130
+        print(f"  {sec.status} in {sec.seconds:g} s{': ' + sec.reason if sec.reason else ''}")
+        # After every section, so that a check stopped from outside (a SLURM time limit) still
+        # leaves a report of what it did ("finished": null).
+        write_json(out, report_dict(s, sections, started, False, info))
     report = report_dict(s, sections, started, True, info)
     write_json(out, report)
     print()
