@@ -1,7 +1,6 @@
-"""The GPU check (issue #23): everything lte claims about CUDA, checked in minutes on a lent GPU.
+"""The GPU check (issue #23): lte's CUDA paths, checked in minutes on a lent GPU machine.
 
-No GPU had been lent to the project when this was written, so nothing here had run on one. A GPU
-machine is lent for minutes, so the check must start at once and say everything in one report:
+A GPU machine is lent for minutes, so the check must start at once and say everything in one report:
 each section drives the project's own command lines (``python -m lte.train``, ``lte.test``,
 ``lte.upscale``) in subprocesses, as a user would, with its own time budget; a section that fails
 or runs out of time is recorded and the next one still runs. The report is one JSON file and a
@@ -112,8 +111,8 @@ class Settings:
     def model_args(self) -> list[str]:
         """The LTE network of the ``model``, ``ddp`` and ``tf32`` sections.
 
-        In ``--smoke`` its MLP is 16 wide, so that ``lte.test`` and ``lte.upscale`` on the three
-        full-size photos take seconds on a CPU, not minutes.
+        In ``--smoke`` its MLP is 16 wide, so that ``lte.test`` and ``lte.upscale`` take seconds
+        on a busy 2-core CPU.
         """
         narrow = ["model.decoder.hidden_dim=16", "model.decoder.mlp_hidden=[16,16]"]
         return ["model=lte", *self.encoder_args(), *(narrow if self.smoke else [])]
@@ -122,7 +121,7 @@ class Settings:
         """The data and trainer of a training run of ``steps`` steps on the bundled photos.
 
         The paper's shape on a GPU (batch 16, 48² LR patches, 2304 queries). ``data.repeat`` makes
-        the epoch at least one batch longer than the run, so it stops on ``max_steps`` before any validation.
+        the epoch longer than the run, so it stops on ``max_steps`` before any validation.
         """
         batch = batch or (4 if self.smoke else 16)
         if self.smoke:
@@ -869,6 +868,8 @@ def settings_from(args: argparse.Namespace, cuda_devices: int, started: datetime
     base = SMOKE_BUDGETS if args.smoke else GPU_BUDGETS
     stamp = started.strftime("%Y-%m-%d_%H-%M-%S")
     work = (args.work or ROOT / "outputs" / "gpu_check" / stamp).resolve()
+    if work.exists() and any(work.iterdir()):  # its run folders would refuse to start again
+        raise fail(f"--work {work} is not empty: choose a new folder")
     return Settings(
         smoke=args.smoke,
         device=device,
