@@ -334,6 +334,69 @@ def loss_summary(probe: dict[str, Any], warmup: int) -> dict[str, Any]:
     }
 
 
+# --- the training commands (tests/test_gpu_check.py composes the GPU ones) ---------------------
+
+
+def model_command(s: Settings, run_dir: Path) -> list[str]:
+    """``lte.train`` arguments of the ``model`` section: LTE, ``model_steps`` steps, checkpoints."""
+    return [
+        *s.model_args(),
+        *s.train_args(s.model_steps),
+        "trainer.devices=1",
+        f"trainer.max_steps={s.model_steps}",
+        "callbacks=minimal",
+        *probe_args(),
+        f"hydra.run.dir={run_dir}",
+    ]
+
+
+def training_command(s: Settings, precisions: str, extra: Sequence[str], sweep: Path) -> list[str]:
+    """A multirun over the three decoders and ``precisions`` (``32-true,bf16-mixed``)."""
+    return [
+        "-m",
+        f"model={','.join(DECODERS)}",
+        f"trainer.precision={precisions}",
+        *s.encoder_args(),
+        *s.train_args(s.train_steps),
+        *(["model.decoder.mlp_hidden=[16,16]"] if s.smoke else []),
+        "trainer.devices=1",
+        f"trainer.max_steps={s.train_steps}",
+        "callbacks=none",
+        *probe_args(),
+        *extra,
+        f"hydra.sweep.dir={sweep}",
+    ]
+
+
+def ddp_command(s: Settings, devices: int, run_dir: Path) -> list[str]:
+    """DDP over ``devices`` (16 samples each, 4 in ``--smoke``); the caller adds the step limit."""
+    per_device = 4 if s.smoke else 16
+    return [
+        *s.model_args(),
+        *s.train_args(2 * s.ddp_steps, batch=per_device * devices),
+        f"trainer.devices={devices}",
+        "trainer.strategy=ddp",
+        "callbacks=minimal",
+        *probe_args(),
+        f"hydra.run.dir={run_dir}",
+    ]
+
+
+def tf32_command(s: Settings, values: Sequence[str], sweep: Path) -> list[str]:
+    """One step per ``float32_matmul_precision`` value, one multirun."""
+    return [
+        "-m",
+        f"float32_matmul_precision={','.join(values)}",
+        *s.model_args(),
+        *s.train_args(1),
+        "trainer.devices=1",
+        "trainer.max_steps=1",
+        "callbacks=none",
+        *probe_args(),
+        f"hydra.sweep.dir={sweep}",
+    ]
+
+
 # --- sections ------------------------------------------------------------------------------------
 
 
@@ -365,18 +428,7 @@ def model_checkpoint(s: Settings) -> Path:
 def section_model(s: Settings, sec: Section) -> None:
     """Train the model the ``parity`` and ``compile_backend`` sections use: LTE, briefly."""
     run_dir = s.work / "model"
-    run_cli(
-        sec,
-        "model_train",
-        "lte.train",
-        *s.model_args(),
-        *s.train_args(s.model_steps),
-        "trainer.devices=1",
-        f"trainer.max_steps={s.model_steps}",
-        "callbacks=minimal",
-        *probe_args(),
-        f"hydra.run.dir={run_dir}",
-    )
+    run_cli(sec, "model_train", "lte.train", *model_command(s, run_dir))
     probe = read_probe(run_dir)
     ckpt = model_checkpoint(s)
     sec.check("checkpoint written", ckpt.is_file(), str(ckpt), "last.ckpt exists")
@@ -484,23 +536,7 @@ def section_training(s: Settings, sec: Section) -> None:
         sweep = s.work / "training" / name
         chosen = ",".join(precisions[o] for o in options)
         try:
-            run_cli(
-                sec,
-                f"train_{name}",
-                "lte.train",
-                "-m",
-                f"model={','.join(DECODERS)}",
-                f"trainer.precision={chosen}",
-                *s.encoder_args(),
-                *s.train_args(s.train_steps),
-                *(["model.decoder.mlp_hidden=[16,16]"] if s.smoke else []),
-                "trainer.devices=1",
-                f"trainer.max_steps={s.train_steps}",
-                "callbacks=none",
-                *probe_args(),
-                *extra,
-                f"hydra.sweep.dir={sweep}",
-            )
+            run_cli(sec, f"train_{name}", "lte.train", *training_command(s, chosen, extra, sweep))
         except (RuntimeError, SectionTimeoutError) as err:  # the jobs that finished still count
             errors[name] = str(err)
         for job in sorted(sweep.glob("*/" + PROBE_FILE)) if sweep.is_dir() else []:
@@ -547,16 +583,7 @@ def section_ddp(s: Settings, sec: Section) -> None:
     devices = s.gpus if s.cuda else 2
     backend = "nccl" if s.cuda else "gloo"
     run_dir = s.work / "ddp"
-    per_device = 4 if s.smoke else 16
-    args = [
-        *s.model_args(),
-        *s.train_args(2 * s.ddp_steps, batch=per_device * devices),
-        f"trainer.devices={devices}",
-        "trainer.strategy=ddp",
-        "callbacks=minimal",
-        *probe_args(),
-        f"hydra.run.dir={run_dir}",
-    ]
+    args = ddp_command(s, devices, run_dir)
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     first, second = s.ddp_steps, 2 * s.ddp_steps
     run_cli(sec, "ddp_first", "lte.train", *args, f"trainer.max_steps={first}")
@@ -606,20 +633,7 @@ def section_tf32(s: Settings, sec: Section) -> None:
     )
     values = [default] if default == "highest" else [default, "highest"]
     sweep = s.work / "tf32"
-    run_cli(
-        sec,
-        "tf32",
-        "lte.train",
-        "-m",
-        f"float32_matmul_precision={','.join(values)}",
-        *s.model_args(),
-        *s.train_args(1),
-        "trainer.devices=1",
-        "trainer.max_steps=1",
-        "callbacks=none",
-        *probe_args(),
-        f"hydra.sweep.dir={sweep}",
-    )
+    run_cli(sec, "tf32", "lte.train", *tf32_command(s, values, sweep))
     for i, value in enumerate(values):
         probe = read_probe(sweep / str(i)) or {}
         tf32 = value != "highest"

@@ -8,17 +8,99 @@ sections that need CUDA must say so.
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
 import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import get_class
+from omegaconf import DictConfig
+
+from lte.conf import CONF_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
 SECTIONS = {"model", "parity", "training", "ddp", "tf32", "compile_backend"}
+
+
+def load_script(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """``scripts/gpu_check.py`` as a module (registered first: its dataclasses look it up)."""
+    path = ROOT / "scripts" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check_script", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def expand(command: list[str]) -> list[list[str]]:
+    """A ``lte.train`` command as the single runs it makes: a multirun's ``k=a,b`` values expanded
+    (not inside brackets), the ``-m`` flag and Hydra's own folder options left out."""
+    fixed, swept = [], []
+    for arg in command:
+        if arg == "-m" or arg.startswith("hydra."):
+            continue
+        key, _, value = arg.partition("=")
+        if "," in value and "[" not in value:
+            swept.append([f"{key}={v}" for v in value.split(",")])
+        else:
+            fixed.append(arg)
+    return [fixed + list(combo) for combo in itertools.product(*swept)]
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return compose(config_name="train", overrides=overrides)
+
+
+def test_the_gpu_commands_compose_to_the_paper_shape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never run here (no GPU), so every lte.train command of a 4-GPU check is composed with the
+    real configs: a misspelt GPU-only override would otherwise first fail on the lent machine."""
+    gc = load_script(monkeypatch)
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    args = gc.parse_args(["--out", str(tmp_path / "r.json"), "--work", str(tmp_path / "w")])
+    s = gc.settings_from(args, 4, datetime.now(timezone.utc))
+    assert s.device == "cuda" and s.options == ("fp32", "bf16", "compile")
+    assert sum(s.budgets.values()) == 480  # the 8 minutes
+    commands = {
+        "model": gc.model_command(s, tmp_path / "m"),
+        "eager": gc.training_command(s, "32-true,bf16-mixed", [], tmp_path / "t"),
+        "compile": gc.training_command(s, "32-true", ["model.compile=true"], tmp_path / "c"),
+        "ddp": [*gc.ddp_command(s, 4, tmp_path / "d"), "trainer.max_steps=20"],
+        "tf32": gc.tf32_command(s, ["high", "highest"], tmp_path / "f"),
+    }
+    runs = {name: [compose_train(r) for r in expand(cmd)] for name, cmd in commands.items()}
+    assert [len(v) for v in runs.values()] == [1, 6, 3, 1, 2]
+    for name, cfgs in runs.items():
+        for cfg in cfgs:
+            assert cfg.trainer.accelerator == "gpu" and cfg.encoder.n_resblocks == 16, name
+            assert get_class(cfg.callbacks.gpu_probe._target_).__name__ == "StepProbe"
+            assert cfg.data.inp_size == 48 and cfg.data.sample_q == 2304, name
+            epoch = 9 * cfg.data.repeat // cfg.data.batch_size
+            assert epoch > cfg.trainer.max_steps, name  # stops before any validation
+    train = runs["eager"] + runs["compile"]
+    assert {
+        (c.model.decoder._target_.split(".")[-1], c.trainer.precision, c.model.compile)
+        for c in train
+    } == {
+        (d, p, c)
+        for d in ("LTEDecoder", "LIIFDecoder", "MetaSRDecoder")
+        for p, c in (("32-true", False), ("bf16-mixed", False), ("32-true", True))
+    }
+    assert all(c.data.batch_size == 16 and c.trainer.max_steps == 50 for c in train)
+    ddp = runs["ddp"][0]
+    assert ddp.trainer.devices == 4 and ddp.trainer.strategy == "ddp"
+    assert ddp.data.batch_size == 64  # the global batch: 16 per GPU
+    assert [c.float32_matmul_precision for c in runs["tf32"]] == ["high", "highest"]
 
 
 def run_check(*args: str) -> subprocess.CompletedProcess[str]:
