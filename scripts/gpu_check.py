@@ -232,6 +232,9 @@ def run_cli(section: Section, log_name: str, module: str, *args: str) -> None:
             raise SectionTimeoutError(
                 f"{log_name} ran past the section's budget of {section.budget_s:g} s (killed)"
             ) from None
+        except KeyboardInterrupt:  # its own session gets no Ctrl-C from the terminal: end it here
+            kill_group(proc)
+            raise
     if rc != 0:
         raise RuntimeError(f"{log_name} exited with status {rc}: {last_line(log)} (log: {log})")
 
@@ -898,8 +901,15 @@ def settings_from(args: argparse.Namespace, cuda_devices: int, started: datetime
     )
 
 
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (``kill``, SLURM's time limit) ends the check as Ctrl-C does: the running command
+    is ended with its process group and the report keeps the sections already done."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     out = args.out.resolve()
     if out.exists() and not args.overwrite:
         print(
@@ -924,6 +934,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             run_section(s, sec, total_deadline)
         except KeyboardInterrupt:
+            sec.status, sec.reason = "failed", "interrupted (Ctrl-C or SIGTERM)"
+            write_json(out, report_dict(s, sections, started, False, info))
             print(f"interrupted: the report so far is in {out}", file=sys.stderr)
             return 130
         print(f"  {sec.status} in {sec.seconds:g} s{': ' + sec.reason if sec.reason else ''}")
