@@ -185,7 +185,7 @@ COMMAND_ROWS = [
     (
         "unknown-model",
         ["model=nope"],
-        "model=nope is not an option of model: choose one of liif, lte, metasr, nearest",
+        "model=nope is not an option of model: choose one of liif, lm_liif, lm_lte, lte, metasr, nearest",
     ),
     (
         "unknown-logger",
