@@ -19,16 +19,22 @@ from lte.models import SRModel, build_model
 from lte.models.decoders import LTEDecoder
 
 
+def build(hidden: int = 16, seed: int = 0) -> SRModel:
+    """The child's model: EDSR-tiny and a narrow LTE decoder whose first MLP layer is ``hidden`` wide."""
+    torch.manual_seed(seed)
+    encoder = build_model("lte", "edsr_tiny").encoder
+    decoder = LTEDecoder(encoder.out_channels, hidden_dim=16, mlp_hidden=(hidden, 16))
+    return SRModel(encoder, decoder).eval()
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--hidden", type=int, default=16)
     p.add_argument("--dtype", default="float32")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    torch.manual_seed(args.seed)
-    encoder = build_model("lte", "edsr_tiny").encoder
-    decoder = LTEDecoder(encoder.out_channels, hidden_dim=16, mlp_hidden=(args.hidden, 16))
-    net = SRModel(encoder, decoder).eval()
+    net = build(args.hidden, args.seed)
+    decoder = net.decoder
     dtype = getattr(torch, args.dtype)
     coord = make_coord((5, 7)).unsqueeze(0)  # (1, 35, 2)
     cell = torch.full((1, 1, 2), 2 / 5)

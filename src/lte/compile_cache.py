@@ -192,18 +192,26 @@ def is_warm(key: CacheKey) -> bool:
 # --- using an entry ----------------------------------------------------------------------------
 
 
+#: The ``$TORCHINDUCTOR_CACHE_DIR`` this process set (so a later call may move it with the cache).
+_set_by_lte: str | None = None
+
+
 def use_inductor_dir() -> None:
     """Point inductor's local cache at ``compile/inductor``, unless the user chose a folder.
 
     inductor keeps its built ``.so`` kernels there; torch's default (``/tmp/torchinductor_$USER``)
-    does not survive a reboot. A ``$TORCHINDUCTOR_CACHE_DIR`` the user set is kept as it is.
+    does not survive a reboot. A ``$TORCHINDUCTOR_CACHE_DIR`` the user set is kept as it is; one
+    that torch or lte set follows the cache folder.
     """
+    global _set_by_lte
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
     current = os.environ.get(INDUCTOR_ENV)
-    if current and os.path.abspath(current) != os.path.abspath(default_cache_dir()):
+    ours = current is None or current == _set_by_lte
+    if not ours and os.path.abspath(current or "") != os.path.abspath(default_cache_dir()):
         return
-    os.environ[INDUCTOR_ENV] = str(compile_dir() / INDUCTOR_DIR)
+    _set_by_lte = str(compile_dir() / INDUCTOR_DIR)
+    os.environ[INDUCTOR_ENV] = _set_by_lte
 
 
 def _misses() -> int:
