@@ -369,7 +369,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             sixteen_bits=settings.bit_depth == "16",
         )
         work = sum(_output_pixels(job.source, settings, max_pixels) for job in jobs if not job.skip)
-        upscaler = _upscaler(args, settings, device, max_pixels, max_out, work * settings.ensemble)
+        upscaler, picked = _upscaler(
+            args, settings, device, max_pixels, max_out, work * settings.ensemble
+        )
         native, scale = upscaler.loaded.model.native_scale, settings.size.scale
         if scale is not None and not is_native(native, scale):
             raise UserError(
@@ -379,6 +381,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         tally = run_jobs(
             jobs, upscaler, out_dir=args.output, overwrite=overwrite, progress=not args.no_progress
         )
+        for line in picked:
+            print(line, file=sys.stderr)
         print(tally.summary(args.output), file=sys.stderr)
         if tally.failed:
             raise SystemExit(EXIT_SOME_FAILED)
@@ -408,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_output_request(out_hw, max_out)
     check_bit_depth(settings, args.output)
     work = out_hw[0] * out_hw[1] * settings.ensemble
-    upscaler = _upscaler(args, settings, device, max_pixels, max_out, work)
+    upscaler, picked = _upscaler(args, settings, device, max_pixels, max_out, work)
     source, target = Path(args.input), Path(args.output)
     progress = None if args.no_progress else _tile_progress()
     warnings = upscaler.run(
@@ -416,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
+    for line in picked:
+        print(line, file=sys.stderr)
     print(
         f"{args.input} ({lr_hw[1]}x{lr_hw[0]}) -> {args.output} ({out_hw[1]}x{out_hw[0]}) "
         f"with {upscaler.loaded.model_name}-{upscaler.loaded.encoder_name}",
@@ -430,28 +436,32 @@ def _upscaler(
     max_pixels: int | None,
     max_out: int | None,
     work_pixels: int,
-) -> Upscaler:
-    """The model, loaded once (:func:`load_model`), with its kernel and the settings.
+) -> tuple[Upscaler, list[str]]:
+    """The model, loaded once (:func:`load_model`), with its kernel and the settings, and the lines
+    that say what ``auto`` picked.
 
     ``--backend auto`` and ``--dtype auto`` are decided here, for this model and ``work_pixels``
     output pixels (:func:`lte.inference.pick_backend`, :func:`~lte.inference.pick_dtype`), each
-    with one line on stderr saying what was picked and why. An ONNX model has neither choice.
+    with one line saying what was picked and why. The caller prints them with the run's summary,
+    so a refusal met later stays one ``error:`` line. An ONNX model has neither choice.
     """
     loaded = load_model(args, device)
+    picked: list[str] = []
     if isinstance(loaded, OnnxLoaded):
-        return Upscaler(loaded, settings, loaded.model.inference_kernel, max_pixels, max_out)
+        kernel = loaded.model.inference_kernel
+        return Upscaler(loaded, settings, kernel, max_pixels, max_out), picked
     if settings.cmsr is not None:
         check_model(loaded.model, f"--cmsr with checkpoint {quote(loaded.path)}")
     if args.dtype == "auto":
         dtype, why = pick_dtype(loaded.model)
         settings = dataclasses.replace(settings, dtype=dtype)
-        print(f"dtype auto: {_dtype_name(dtype)} ({why})", file=sys.stderr)
+        picked.append(f"dtype auto: {_dtype_name(dtype)} ({why})")
     backend = args.backend
     if backend == "auto":
         backend, why = pick_backend(loaded.model, work_pixels=work_pixels, dtype=settings.dtype)
-        print(f"backend auto: {backend} ({why})", file=sys.stderr)
+        picked.append(f"backend auto: {backend} ({why})")
     kernel = kernel_for_backend(loaded.model, backend)
-    return Upscaler(loaded, settings, kernel, max_pixels, max_out)
+    return Upscaler(loaded, settings, kernel, max_pixels, max_out), picked
 
 
 def _dtype_name(dtype: torch.dtype | None) -> str:
