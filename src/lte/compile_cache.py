@@ -8,6 +8,8 @@ this module keeps both in the user's cache folder (:func:`cache_root`):
   ``load_cache_artifacts``): the FX graph and AOTAutograd cache entries of a compile, one file per
   key here (``compile/<digest>/artifacts.bin``). Loading them before the first call turns inductor's
   lowering and AOTAutograd's tracing into cache hits (``fxgraph_cache_hit``, ``autograd_cache_hit``).
+  torch saves every artifact of the process, so an entry may also carry blocks compiled before it
+  in the same process: harmless, since torch looks each one up by its own key.
 - **inductor's local cache folder** (``compile/inductor``, as ``$TORCHINDUCTOR_CACHE_DIR`` unless
   the user set that variable): on the CPU the artifacts carry the generated C++ source but not the
   built ``.so`` files (measured on torch 2.13), so without this folder every new process would run
