@@ -216,7 +216,7 @@ def use_inductor_dir() -> None:
     os.environ[INDUCTOR_ENV] = _set_by_lte
 
 
-def _misses() -> int:
+def cache_misses() -> int:
     """Inductor and AOTAutograd cache misses in this process so far (torch's own counters)."""
     from torch._dynamo.utils import counters
 
@@ -302,9 +302,9 @@ def first_call(key: CacheKey, call: Callable[[], torch.Tensor]) -> torch.Tensor:
         if not locked:
             return call()
         loaded = _load(key)
-        before = _misses()
+        before = cache_misses()
         out = call()
-        if not loaded or _misses() > before:
+        if not loaded or cache_misses() > before:
             try:
                 _save(key)
             except Exception as exc:  # a full disk or a read-only folder: the run goes on
