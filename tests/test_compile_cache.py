@@ -70,6 +70,18 @@ def cache_at(folder: Path) -> Iterator[None]:
             os.environ[compile_cache.CACHE_ENV] = saved
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """This process on one thread, as the children (``OMP_NUM_THREADS=1``): the thread count is
+    part of the key, since inductor writes it into the kernels."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 def child_env(cache: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != compile_cache.INDUCTOR_ENV}
     env[compile_cache.CACHE_ENV] = str(cache)
@@ -137,7 +149,7 @@ def test_cache_folder_is_lte_cache_dir_then_xdg_then_home(
 
 
 def test_key_follows_layout_dtype_and_versions_not_weight_values() -> None:
-    def key(hidden: int = 16, seed: int = 0, dtype: torch.dtype = torch.float32, **kw: str):
+    def key(hidden: int = 16, seed: int = 0, dtype: torch.dtype = torch.float32, **kw: Any):
         return compile_cache.cache_key(build(hidden, seed).decoder, dtype, "cpu", **kw)
 
     base = key()
@@ -148,6 +160,7 @@ def test_key_follows_layout_dtype_and_versions_not_weight_values() -> None:
         key(torch_version="9.9.9"),
         key(python_version="3.99.0"),
         key(cpu_capability="AVX512"),
+        key(threads=64),
     ]
     assert len({base.digest, *(k.digest for k in others)}) == 1 + len(others)
     parts = base.to_json()
@@ -360,7 +373,7 @@ def test_warm_cache_picks_compile_and_lte_cache_lists_and_clears_it(
     warm: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cache = copy_of(warm, tmp_path)
-    with cache_at(cache):
+    with one_thread(), cache_at(cache):
         assert pick_backend(build(), work_pixels=0) == (
             "compile",
             "the compile cache is warm for this model",
@@ -370,6 +383,7 @@ def test_warm_cache_picks_compile_and_lte_cache_lists_and_clears_it(
     lines = listed(cache, capsys)
     assert len(lines) == 2, lines
     assert "lte(hidden_dim=16, mlp_hidden=[16, 16]) float32 on cpu" in lines[0]
+    assert " x1 threads, " in lines[0]
     assert f"torch {torch.__version__}, python {sys.version.split()[0]}" in lines[0]
     assert lines[1].startswith(f"1 compile cache entries in {cache / 'compile'}")
     (cache / "compile" / "notes.txt").write_text("not lte's")
@@ -393,7 +407,7 @@ def test_every_backend_and_dtype_equals_the_literal(warm: Path, tmp_path: Path) 
     out_hw = (23, 26)
     reference = literal_image(net, img, out_hw, chunk=97)
     before = compile_cache.cache_misses()
-    with cache_at(copy_of(warm, tmp_path)):
+    with one_thread(), cache_at(copy_of(warm, tmp_path)):
         for backend in BACKENDS:
             for dtype_name in ("auto", "float32"):
                 dtype = pick_dtype(net)[0] if dtype_name == "auto" else DTYPES[dtype_name]

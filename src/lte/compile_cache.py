@@ -114,6 +114,7 @@ class CacheKey:
     mlp_dtype: str
     device: str
     cpu_capability: str
+    threads: int
     torch: str
     python: str
     lte: str
@@ -138,14 +139,20 @@ def cache_key(
     torch_version: str | None = None,
     python_version: str | None = None,
     cpu_capability: str | None = None,
+    threads: int | None = None,
 ) -> CacheKey:
     """The key of ``decoder``'s compiled block for an MLP in ``mlp_dtype`` on ``device``.
 
-    The versions and the CPU capability default to this process's (``torch.__version__``, the
-    running Python, ``torch.backends.cpu.get_cpu_capability()``); passing them shows which entry
-    another installation would use (the tests change the torch version this way).
+    The versions, the CPU capability and the thread count default to this process's
+    (``torch.__version__``, the running Python, ``torch.backends.cpu.get_cpu_capability()``,
+    inductor's ``parallel_num_threads()``); passing them shows which entry another installation
+    would use (the tests change the torch version this way). The thread count is part of it
+    because inductor writes it into the CPU kernels it generates: a process with another
+    ``OMP_NUM_THREADS`` misses torch's cache (measured on torch 2.13).
     """
     device = torch.device(device)
+    if threads is None:
+        threads = _inductor_threads() if device.type == "cpu" else 0
     layout = {
         name: [*map(int, t.shape), str(t.dtype).removeprefix("torch.")]
         for name, t in decoder.state_dict().items()
@@ -162,11 +169,22 @@ def cache_key(
         mlp_dtype=str(mlp_dtype).removeprefix("torch."),
         device=device.type,
         cpu_capability=cpu_capability,
+        threads=threads,
         torch=torch.__version__ if torch_version is None else torch_version,
         python=sys.version.split()[0] if python_version is None else python_version,
         lte=__version__,
         code=_code_digest(),
     )
+
+
+def _inductor_threads() -> int:
+    """The thread count inductor generates CPU kernels for (its ``parallel_num_threads``)."""
+    try:
+        from torch._inductor.utils import parallel_num_threads
+
+        return int(parallel_num_threads())
+    except Exception:  # another torch layout: the count torch runs with
+        return torch.get_num_threads()
 
 
 def entry_dir(key: CacheKey) -> Path:

@@ -41,6 +41,7 @@ def _describe(key: dict) -> str:
     decoder = key.get("decoder", {})
     args = ", ".join(f"{k}={v}" for k, v in sorted(decoder.items()) if k != "kind")
     cpu = f" {key['cpu_capability']}" if key.get("cpu_capability") else ""
+    cpu += f" x{key['threads']} threads" if key.get("threads") else ""
     return (
         f"{decoder.get('kind', '?')}({args}) {key.get('mlp_dtype')} on {key.get('device')}{cpu}, "
         f"torch {key.get('torch')}, python {key.get('python')}, lte {key.get('lte')}"
