@@ -82,18 +82,22 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(saved)
 
 
-def child_env(cache: Path) -> dict[str, str]:
+def child_env(cache: Path, inductor: Path | None = None) -> dict[str, str]:
+    """The environment of a child: ``cache`` as lte's cache folder, and inductor's folder inside it
+    unless ``inductor`` names one (as a user's ``$TORCHINDUCTOR_CACHE_DIR``)."""
     env = {k: v for k, v in os.environ.items() if k != compile_cache.INDUCTOR_ENV}
     env[compile_cache.CACHE_ENV] = str(cache)
+    if inductor is not None:
+        env[compile_cache.INDUCTOR_ENV] = str(inductor)
     env["OMP_NUM_THREADS"] = "1"
     return env
 
 
-def start_child(cache: Path, *args: str) -> subprocess.Popen[str]:
+def start_child(cache: Path, *args: str, inductor: Path | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(CHILD), *args],
         cwd=ROOT,
-        env=child_env(cache),
+        env=child_env(cache, inductor),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -107,8 +111,8 @@ def finish(proc: subprocess.Popen[str]) -> tuple[dict[str, Any], str]:
     return json.loads(out.strip().splitlines()[-1]), err
 
 
-def run_child(cache: Path, *args: str) -> tuple[dict[str, Any], str]:
-    return finish(start_child(cache, *args))
+def run_child(cache: Path, *args: str, inductor: Path | None = None) -> tuple[dict[str, Any], str]:
+    return finish(start_child(cache, *args, inductor=inductor))
 
 
 def compiled_nothing(result: dict[str, Any]) -> bool:
@@ -351,6 +355,23 @@ def test_a_corrupt_entry_is_rebuilt_with_one_warning(
             assert rebuilt.key is not None and rebuilt.path.name == entry.name
         again, err = run_child(cache)
         assert compiled_nothing(again) and not err.strip(), err
+
+
+@pytest.mark.slow
+@needs_compile
+def test_an_unusable_cache_folder_costs_one_warning_not_the_run(tmp_path: Path) -> None:
+    """A cache folder that cannot be made (here its parent is a file): one warning, and the block
+    compiles with torch's own caches only (here a folder of the test's, as a user's
+    ``$TORCHINDUCTOR_CACHE_DIR``; torch's default would be /tmp/torchinductor_$USER)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result, err = run_child(blocker / "cache", inductor=tmp_path / "inductor")
+    assert misses(result) >= 1  # compiled, and the run went on
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert (
+        len(lines) == 1 and f"compile cache {blocker / 'cache' / 'compile'} is unusable" in lines[0]
+    )
+    assert lines[0].endswith("; compiling without it"), err
 
 
 @pytest.mark.slow

@@ -299,7 +299,7 @@ def _entry_lock(key: CacheKey) -> Iterator[bool]:
         lock = FileLock(locks / f"{key.digest}.lock", timeout=LOCK_TIMEOUT_S)
         lock.acquire()
     except (OSError, Timeout) as exc:
-        log.warning("compile cache unusable (%s); compiling without it", exc)
+        log.warning("compile cache %s is unusable (%s); compiling without it", compile_dir(), exc)
         yield False
         return
     try:
@@ -315,10 +315,10 @@ def first_call(key: CacheKey, call: Callable[[], torch.Tensor]) -> torch.Tensor:
     compile something (no entry, or a miss in its caches). A cache folder that cannot be written
     costs one warning line and the compile, never the run.
     """
-    use_inductor_dir()
     with _entry_lock(key) as locked:
         if not locked:
-            return call()
+            return call()  # torch's own caches, where torch keeps them
+        use_inductor_dir()  # only once the folder has proved writable
         loaded = _load(key)
         before = cache_misses()
         out = call()
