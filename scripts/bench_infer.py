@@ -2,8 +2,9 @@
 
 Rows per model and scale: the literal reference (tests/literal.py), then each backend (``eager``: the
 decoder's fast kernel, ``compile``: its ``torch.compile``d block) in each dtype. Every measurement
-runs in its own subprocess, so each reports its own peak RSS (``ru_maxrss``) and the compiled
-backend starts cold; the ratios printed come from timings taken in this same run.
+runs in its own subprocess, so each reports its own peak RSS (``ru_maxrss``), and with an empty
+compile cache of its own (``$LTE_CACHE_DIR``, inductor's folder inside it), so the compiled backend
+starts cold; the ratios printed come from timings taken in this same run.
 
     python scripts/bench_infer.py            # full table (tens of minutes on 2 CPU cores)
     python scripts/bench_infer.py --quick    # 64x64 LR, x2/x4, LTE only: a few minutes
@@ -25,9 +26,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -148,9 +151,16 @@ def measure(spec: dict) -> dict:
 
 
 def run_child(spec: dict) -> dict:
-    proc = subprocess.run(
-        [sys.executable, __file__, "--one", json.dumps(spec)], capture_output=True, text=True
-    )
+    """One measurement in a fresh process with an empty compile cache (deleted afterwards)."""
+    with tempfile.TemporaryDirectory(prefix="lte-bench-cache-") as cache:
+        env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+        env["LTE_CACHE_DIR"] = cache
+        proc = subprocess.run(
+            [sys.executable, __file__, "--one", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
     if proc.returncode != 0:
         raise RuntimeError(f"measurement {spec} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

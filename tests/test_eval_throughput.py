@@ -205,9 +205,9 @@ def test_eager_backend_gives_the_numbers_of_the_plain_protocol(tmp_path: Path) -
 
 
 def test_backends_are_the_agreed_names() -> None:
-    assert BACKENDS == ("eager", "compile")
+    assert BACKENDS == ("auto", "eager", "compile")
     with pytest.raises(
-        UserError, match=r"eval\.backend='jit' is not a backend: use one of eager, compile"
+        UserError, match=r"eval\.backend='jit' is not a backend: use one of auto, eager, compile"
     ):
         kernel_for_backend(tiny_lte(), "jit", option="eval.backend=")
 
@@ -267,8 +267,8 @@ BAD = [
     ({"workers": 1.5}, "eval.workers=1.5 must be a whole number >= 0"),
     ({"workers": "two"}, "eval.workers=two must be a whole number >= 0"),
     ({"workers": True}, "eval.workers=True must be a whole number >= 0"),
-    ({"backend": "jit"}, "eval.backend='jit' is not a backend: use one of eager, compile"),
-    ({"backend": 3}, "eval.backend=3 is not a backend: use one of eager, compile"),
+    ({"backend": "jit"}, "eval.backend='jit' is not a backend: use one of auto, eager, compile"),
+    ({"backend": 3}, "eval.backend=3 is not a backend: use one of auto, eager, compile"),
     ({"profile": "maybe"}, "eval.profile=maybe must be true or false"),
     ({"profile": 1}, "eval.profile=1 must be true or false"),
 ]
@@ -296,6 +296,6 @@ def test_bad_backend_on_the_command_line_exits_2_before_any_work(tmp_path: Path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert lines == [
-        "error: eval.backend='jit' is not a backend: use one of eager, compile (eager: the default "
-        "kernels; compile: torch.compile'd decoder blocks)"
+        "error: eval.backend='jit' is not a backend: use one of auto, eager, compile (auto: compile "
+        "when it pays; eager: the default kernels; compile: torch.compile'd decoder blocks)"
     ]

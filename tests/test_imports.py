@@ -29,6 +29,7 @@ ALIASES = {
 }
 ALIASES["lte.fourier"] = "lte.cli.fourier"
 ALIASES["lte.cmsr"] = "lte.cli.cmsr"
+ALIASES["lte.cache"] = "lte.cli.cache"
 
 
 def modules() -> list[str]:

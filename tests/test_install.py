@@ -121,6 +121,7 @@ def test_every_config_is_packaged(installed: Path) -> None:
         "lte-fourier",
         "lte-export",
         "lte-cmsr",
+        "lte-cache",
     ):
         assert (installed / "bin" / name).is_file()
 

@@ -74,7 +74,7 @@ def compiled_models() -> Iterator[dict[str, SRModel]]:
 
 def test_kernel_names() -> None:
     assert KERNELS == ("exact", "fast", "compiled")
-    assert BACKENDS == ("eager", "compile")
+    assert BACKENDS == ("auto", "eager", "compile")
     assert build_model("lte", "edsr_tiny").has_compiled_kernel
     assert build_model("liif", "edsr_tiny").has_compiled_kernel
     assert not build_model("metasr", "edsr_tiny").has_compiled_kernel
@@ -82,7 +82,9 @@ def test_kernel_names() -> None:
 
 def test_unknown_backend_is_a_user_error() -> None:
     net = build_model("lte", "edsr_tiny")
-    with pytest.raises(UserError, match=r"--backend 'jit' is not a backend: use one of eager, co"):
+    with pytest.raises(
+        UserError, match=r"--backend 'jit' is not a backend: use one of auto, eager, co"
+    ):
         kernel_for_backend(net, "jit")
     with pytest.raises(UserError, match=r"eval\.backend='' is not a backend"):
         kernel_for_backend(net, "", option="eval.backend=")

@@ -106,7 +106,9 @@ def test_help_documents_backends_and_low_precision() -> None:
     from lte.cli.upscale import build_parser
 
     text = " ".join(build_parser().format_help().split())
-    assert "--backend {eager,compile}" in text
+    assert "--backend {auto,eager,compile}" in text
+    assert "--dtype {auto,float32,bfloat16,float16}" in text
+    assert "auto (default: compile when the compile cache is warm" in text
     assert "compile (torch.compile" in text and "falls back to eager" in text
     assert "AVX512-BF16 or AMX" in text
 

@@ -15,8 +15,11 @@ Peak memory is then set by the tile and chunk sizes, not by the image size. By d
 picked from the memory available (:func:`auto_tile`); an image that fits is encoded in one piece.
 
 Backends (``lte.upscale --backend``, ``lte.test eval.backend=``) name the decoder kernel the user
-picks: ``eager`` is the decoder's fast kernel (the default), ``compile`` its ``torch.compile``d one
+picks: ``eager`` is the decoder's fast kernel, ``compile`` its ``torch.compile``d one
 (:func:`kernel_for_backend`), with the eager kernel as the fallback where compiling cannot work.
+``auto`` (the commands' default) is :func:`pick_backend`: compile when it pays, i.e. when the compile
+cache is warm for this model or the job is large enough to repay a cold compile. ``--dtype auto`` /
+``eval.dtype=auto`` is :func:`pick_dtype`: bfloat16 only where it is native and checked.
 """
 
 from __future__ import annotations
@@ -49,8 +52,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: User-facing inference backends: the decoder's eager fast kernel, or its compiled one.
-BACKENDS: tuple[str, ...] = ("eager", "compile")
+#: User-facing inference backends: picked per job (:func:`pick_backend`), the decoder's eager fast
+#: kernel, or its compiled one.
+BACKENDS: tuple[str, ...] = ("auto", "eager", "compile")
+#: User-facing names of the decoder MLP's compute type (:data:`DTYPES`), ``auto`` first.
+DTYPE_NAMES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
+#: The explicit dtype names → the MLP's compute type (``None``: the model's own float32).
+DTYPES: dict[str, torch.dtype | None] = {
+    "float32": None,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+#: Output pixels (times the self-ensemble's views) from which ``auto`` pays a cold compile. Measured
+#: (docs/benchmarks.md, Backends (A): EDSR-baseline-LTE x4, 1024² output on a 2-core AVX2 CPU):
+#: compiling costs about 20 s, and the compiled kernel saves 9.3 s per megapixel against eager
+#: (28.97 s vs 19.63 s), so a compile breaks even near 2.2 MP; the threshold is set at about twice
+#: that because the saving moves with the GEMM rate (±20% between runs) and the model.
+AUTO_COMPILE_PIXELS = 4_000_000
+#: Decoder families whose bfloat16 MLP was measured within 0.01 dB of float32 (docs/inference.md:
+#: LTE, 0.0002 dB on the validation photos); ``auto`` picks bfloat16 only for these.
+BF16_CHECKED: tuple[str, ...] = ("lte",)
 
 #: Queries per chunk in the papers' test code.
 DEFAULT_CHUNK = 30000
@@ -77,13 +99,86 @@ def check_backend(backend: object, option: str = "--backend") -> str:
         sep = "" if option.endswith("=") else " "
         raise UserError(
             f"{option}{sep}{backend!r} is not a backend: use one of {', '.join(BACKENDS)} "
-            "(eager: the default kernels; compile: torch.compile'd decoder blocks)"
+            "(auto: compile when it pays; eager: the default kernels; compile: torch.compile'd "
+            "decoder blocks)"
         )
     return backend
 
 
+def check_dtype(dtype: object, option: str = "--dtype") -> str:
+    """``dtype`` when it is one of :data:`DTYPE_NAMES` (checked before any model is loaded).
+
+    Raises:
+        UserError: one line naming ``option`` and the dtypes.
+    """
+    if not isinstance(dtype, str) or dtype not in DTYPE_NAMES:
+        sep = "" if option.endswith("=") else " "
+        raise UserError(
+            f"{option}{sep}{dtype!r} is not a dtype: use one of {', '.join(DTYPE_NAMES)} "
+            "(auto: bfloat16 only where it is native and checked, else float32)"
+        )
+    return dtype
+
+
+def _device_of(model: SRModel) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:.2g} MP"
+
+
+def pick_backend(
+    model: SRModel, *, work_pixels: int, dtype: torch.dtype | None = None
+) -> tuple[str, str]:
+    """``auto``'s backend for ``model`` and a job of ``work_pixels`` output pixels: ``(backend, why)``.
+
+    ``compile`` when the decoder has a compiled kernel, ``torch.compile`` works on the model's
+    device (:func:`lte.devices.compile_unavailable`), and either the compile cache holds this
+    model's entry (:func:`lte.compile_cache.is_warm`: the compile is a load) or the job reaches
+    :data:`AUTO_COMPILE_PIXELS` (it repays a cold compile); otherwise ``eager``. ``why`` is the
+    reason, for the one line the commands print (``backend auto: eager (why)``).
+    """
+    from lte import compile_cache
+
+    if not model.has_compiled_kernel:
+        return "eager", f"the {model.describe()['decoder']['kind']} decoder has no compiled kernel"
+    device = _device_of(model)
+    reason = compile_unavailable(device)
+    if reason is not None:
+        return "eager", f"torch.compile is not available here: {reason}"
+    param = next(model.decoder.parameters(), None)
+    mlp_dtype = dtype or (param.dtype if param is not None else torch.float32)
+    if compile_cache.is_warm(compile_cache.cache_key(model.decoder, mlp_dtype, device)):
+        return "compile", "the compile cache is warm for this model"
+    size, bar = _megapixels(work_pixels), _megapixels(AUTO_COMPILE_PIXELS)
+    if work_pixels >= AUTO_COMPILE_PIXELS:
+        return "compile", f"compile cache cold, and {size} reaches the {bar} that repays a compile"
+    return "eager", f"compile cache cold, and {size} is below the {bar} that repays a compile"
+
+
+def pick_dtype(model: SRModel) -> tuple[torch.dtype | None, str]:
+    """``auto``'s MLP dtype for ``model`` on its device: ``(dtype, why)``; ``None`` is float32.
+
+    bfloat16 only where the device multiplies it natively (:func:`lte.devices.native_bf16`) and the
+    decoder family's bfloat16 results were checked within 0.01 dB (:data:`BF16_CHECKED`); float32
+    everywhere else (it is exact, and the faster choice where bfloat16 is emulated).
+    """
+    from lte.devices import native_bf16
+
+    device = _device_of(model)
+    kind = model.describe()["decoder"]["kind"]
+    if not native_bf16(device):
+        return None, f"{device.type} has no native bfloat16 matrix multiply"
+    if kind not in BF16_CHECKED:
+        return None, f"bfloat16 is not checked for the {kind} decoder"
+    return torch.bfloat16, f"native on {device.type} and checked for the {kind} decoder"
+
+
 def kernel_for_backend(model: SRModel, backend: str, *, option: str = "--backend") -> Kernel:
-    """The decoder kernel for a user's backend choice: ``eager`` or ``compile`` (:data:`BACKENDS`).
+    """The decoder kernel for a user's backend choice: ``eager`` or ``compile`` (:data:`BACKENDS`;
+    resolve ``auto`` first with :func:`pick_backend`, which needs the job's size).
 
     ``eager`` is ``model.inference_kernel`` (the fast kernel when the decoder has one). ``compile``
     is ``"compiled"`` when the decoder has a compiled kernel and ``torch.compile`` can build it on the
@@ -94,6 +189,8 @@ def kernel_for_backend(model: SRModel, backend: str, *, option: str = "--backend
         UserError: ``backend`` is not one of :data:`BACKENDS`.
     """
     check_backend(backend, option)
+    if backend == "auto":
+        raise ValueError("resolve backend 'auto' with pick_backend before kernel_for_backend")
     if backend == "eager":
         return model.inference_kernel
     if not model.has_compiled_kernel:
@@ -102,9 +199,7 @@ def kernel_for_backend(model: SRModel, backend: str, *, option: str = "--backend
             model.describe()["decoder"]["kind"],
         )
         return model.inference_kernel
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    reason = compile_unavailable(device)
+    reason = compile_unavailable(_device_of(model))
     if reason is not None:
         log.warning("backend compile is not available here (%s); using the eager backend", reason)
         return model.inference_kernel

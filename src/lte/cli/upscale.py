@@ -28,6 +28,7 @@ The picture itself (alpha, 16 bits, grey, metadata) is :mod:`lte.upscaling`'s.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import os
 import sys
@@ -55,18 +56,21 @@ from lte.errors import UserError, exit_on_user_error, quote
 from lte.files import check_output as check_destination
 from lte.fixed_scale import is_native
 from lte.geometry import ENSEMBLE_SIZES
-from lte.inference import BACKENDS, DEFAULT_CHUNK, kernel_for_backend, stderr_progress
+from lte.inference import (
+    AUTO_COMPILE_PIXELS,
+    BACKENDS,
+    DEFAULT_CHUNK,
+    DTYPE_NAMES,
+    DTYPES,
+    kernel_for_backend,
+    pick_backend,
+    pick_dtype,
+    stderr_progress,
+)
 from lte.limits import DEFAULT_MAX_OUTPUT_PIXELS, check_output_request, finite_positive
 from lte.multiscale import CMSRTables, check_model
 from lte.onnx_runtime import OnnxLoaded, load_onnx
 from lte.upscaling import ALPHA_METHODS, BIT_DEPTHS, SizeRule, UpscaleSettings, parse_box
-
-#: ``--dtype`` names → the decoder MLP's compute type (``None``: the model's own float32).
-DTYPES: dict[str, torch.dtype | None] = {
-    "float32": None,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,20 +186,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--dtype",
-        default="float32",
-        choices=sorted(DTYPES),
-        help="decoder MLP precision: float32 (default, exact), bfloat16 (pays only on GPUs and CPUs "
-        "with native bf16, AVX512-BF16 or AMX; elsewhere it is emulated, much slower, and a "
-        "warning says so) or float16 (GPU); coordinates stay float32",
+        default="auto",
+        choices=DTYPE_NAMES,
+        help="decoder MLP precision: auto (default: bfloat16 only where the device multiplies it "
+        "natively and the family was checked, else float32), float32 (exact), bfloat16 (pays only "
+        "on GPUs and CPUs with native bf16, AVX512-BF16 or AMX; elsewhere it is emulated, much "
+        "slower, and a warning says so) or float16 (GPU); coordinates stay float32",
     )
     p.add_argument(
         "--backend",
-        default="eager",
+        default="auto",
         choices=BACKENDS,
-        help="decoder kernels: eager (default) or compile (torch.compile the decoder's query block "
-        "once per run: tens of seconds of compiling first, same results within 1e-5; pays only "
-        "for large outputs, if at all; LTE and LIIF; falls back to eager with a warning where it "
-        "cannot work, e.g. no C++ compiler)",
+        help="decoder kernels: auto (default: compile when the compile cache is warm for the "
+        f"model or the job reaches {AUTO_COMPILE_PIXELS / 1e6:g} MP of output, else eager), eager, "
+        "or compile (torch.compile the decoder's query block: tens of seconds of compiling the "
+        "first time on this machine, then loaded from the cache (lte-cache); same results within "
+        "1e-5; LTE and LIIF; falls back to eager with a warning where it cannot work, e.g. no C++ "
+        "compiler)",
     )
     p.add_argument(
         "--tile",
@@ -257,7 +264,7 @@ def settings_of(args: argparse.Namespace) -> UpscaleSettings:
         ensemble=args.ensemble,
         chunk=args.chunk,
         tile=args.tile,
-        dtype=DTYPES[args.dtype],
+        dtype=DTYPES.get(args.dtype),  # auto: float32 until the model is loaded (pick_dtype)
         cmsr=CMSRTables.load(args.cmsr, "--cmsr") if args.cmsr is not None else None,
     )
     if args.scale_max is not None:
@@ -273,13 +280,16 @@ def is_onnx(ckpt: str) -> bool:
 
 
 def check_onnx_options(args: argparse.Namespace) -> None:
-    """Options an ONNX export cannot honour (a float32 graph run by onnxruntime on the CPU)."""
-    if args.dtype != "float32":
+    """Options an ONNX export cannot honour (a float32 graph run by onnxruntime on the CPU).
+
+    ``auto`` (the default of ``--dtype`` and ``--backend``) means float32 and onnxruntime here.
+    """
+    if args.dtype not in ("auto", "float32"):
         raise UserError(
             f"--dtype {args.dtype}: an ONNX model computes in float32; drop --dtype, or use the "
             "checkpoint it was exported from"
         )
-    if args.backend != "eager":
+    if args.backend not in ("auto", "eager"):
         raise UserError(
             f"--backend {args.backend}: an ONNX model runs in onnxruntime; drop --backend"
         )
@@ -344,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         else None
     )
     device = resolve_device("cpu" if is_onnx(args.ckpt) else args.device, "--device")
-    slow = slow_lowp_warning(device, DTYPES[args.dtype])
+    slow = slow_lowp_warning(device, DTYPES.get(args.dtype))
     if slow is not None:
         print(f"warning: --dtype {args.dtype}: {slow}", file=sys.stderr)
     overwrite = args.overwrite or args.skip_existing is False
@@ -358,7 +368,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             overwrite=overwrite,
             sixteen_bits=settings.bit_depth == "16",
         )
-        upscaler = _upscaler(args, settings, device, max_pixels, max_out)
+        work = sum(_output_pixels(job.source, settings, max_pixels) for job in jobs if not job.skip)
+        upscaler, picked = _upscaler(
+            args, settings, device, max_pixels, max_out, work * settings.ensemble
+        )
         native, scale = upscaler.loaded.model.native_scale, settings.size.scale
         if scale is not None and not is_native(native, scale):
             raise UserError(
@@ -368,6 +381,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         tally = run_jobs(
             jobs, upscaler, out_dir=args.output, overwrite=overwrite, progress=not args.no_progress
         )
+        for line in picked:
+            print(line, file=sys.stderr)
         print(tally.summary(args.output), file=sys.stderr)
         if tally.failed:
             raise SystemExit(EXIT_SOME_FAILED)
@@ -396,7 +411,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_output(args.input, args.output, overwrite, out_hw)
     check_output_request(out_hw, max_out)
     check_bit_depth(settings, args.output)
-    upscaler = _upscaler(args, settings, device, max_pixels, max_out)
+    work = out_hw[0] * out_hw[1] * settings.ensemble
+    upscaler, picked = _upscaler(args, settings, device, max_pixels, max_out, work)
     source, target = Path(args.input), Path(args.output)
     progress = None if args.no_progress else _tile_progress()
     warnings = upscaler.run(
@@ -404,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
+    for line in picked:
+        print(line, file=sys.stderr)
     print(
         f"{args.input} ({lr_hw[1]}x{lr_hw[0]}) -> {args.output} ({out_hw[1]}x{out_hw[0]}) "
         f"with {upscaler.loaded.model_name}-{upscaler.loaded.encoder_name}",
@@ -417,13 +435,47 @@ def _upscaler(
     device: torch.device,
     max_pixels: int | None,
     max_out: int | None,
-) -> Upscaler:
-    """The model, loaded once (:func:`load_model`), with its kernel and the settings."""
+    work_pixels: int,
+) -> tuple[Upscaler, list[str]]:
+    """The model, loaded once (:func:`load_model`), with its kernel and the settings, and the lines
+    that say what ``auto`` picked.
+
+    ``--backend auto`` and ``--dtype auto`` are decided here, for this model and ``work_pixels``
+    output pixels (:func:`lte.inference.pick_backend`, :func:`~lte.inference.pick_dtype`), each
+    with one line saying what was picked and why. The caller prints them with the run's summary,
+    so a refusal met later stays one ``error:`` line. An ONNX model has neither choice.
+    """
     loaded = load_model(args, device)
+    picked: list[str] = []
+    if isinstance(loaded, OnnxLoaded):
+        kernel = loaded.model.inference_kernel
+        return Upscaler(loaded, settings, kernel, max_pixels, max_out), picked
     if settings.cmsr is not None:
         check_model(loaded.model, f"--cmsr with checkpoint {quote(loaded.path)}")
-    kernel = kernel_for_backend(loaded.model, args.backend)
-    return Upscaler(loaded, settings, kernel, max_pixels, max_out)
+    if args.dtype == "auto":
+        dtype, why = pick_dtype(loaded.model)
+        settings = dataclasses.replace(settings, dtype=dtype)
+        picked.append(f"dtype auto: {_dtype_name(dtype)} ({why})")
+    backend = args.backend
+    if backend == "auto":
+        backend, why = pick_backend(loaded.model, work_pixels=work_pixels, dtype=settings.dtype)
+        picked.append(f"backend auto: {backend} ({why})")
+    kernel = kernel_for_backend(loaded.model, backend)
+    return Upscaler(loaded, settings, kernel, max_pixels, max_out), picked
+
+
+def _dtype_name(dtype: torch.dtype | None) -> str:
+    return "float32" if dtype is None else str(dtype).removeprefix("torch.")
+
+
+def _output_pixels(source: Path, settings: UpscaleSettings, max_pixels: int | None) -> int:
+    """The output pixels of one batch input, from its header; 0 when it cannot be read (that
+    file's own check reports it later)."""
+    try:
+        h, w = settings.size.output_size(image_size(source, max_pixels))
+    except (UserError, OSError, ValueError):
+        return 0
+    return h * w
 
 
 def _recheck(args: argparse.Namespace, overwrite: bool, out_hw: tuple[int, int]) -> None:

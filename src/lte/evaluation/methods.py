@@ -14,6 +14,7 @@ W&B run spells the pair the same way (:func:`lte.results.method_label`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -34,12 +35,15 @@ from lte.evaluation.protocol import (
     predict_padded,
 )
 from lte.evaluation.settings import EvalSettings
-from lte.inference import kernel_for_backend
+from lte.inference import DTYPES, kernel_for_backend, pick_backend, pick_dtype
 from lte.models.decoders import Kernel
 from lte.models.identity import labels
 from lte.models.sr import SRModel
 from lte.multiscale import check_model
 from lte.results import BICUBIC_MODEL, NO_ENCODER
+
+#: lte.test's log: the ``auto`` choices are said there, once per run.
+log = logging.getLogger("lte.test")
 
 
 class Method:
@@ -89,8 +93,9 @@ class Method:
         """``(h, w, 3)`` uint8 LR -> this method's input, on the CPU."""
         raise NotImplementedError
 
-    def ready(self, settings: EvalSettings, device: torch.device) -> Method:
-        """This method set up for ``settings`` on ``device``."""
+    def ready(self, settings: EvalSettings, device: torch.device, work_pixels: int = 0) -> Method:
+        """This method set up for ``settings`` on ``device``, for a run of ``work_pixels`` output
+        pixels (what ``eval.backend=auto`` weighs against a compile)."""
         raise NotImplementedError
 
     def to_device(self, inp: Any) -> Any:
@@ -120,16 +125,19 @@ class NetworkInput:
 class Network(Method):
     """An :class:`~lte.models.SRModel` under the test protocol (:mod:`lte.evaluation.protocol`).
 
-    :meth:`ready` moves the model to the device in eval mode and maps ``settings.backend`` to the
-    decoder kernel (:func:`lte.inference.kernel_for_backend`); a network already ready for that
-    device and backend keeps its kernel, so ``lte.test`` decides it (and says why ``compile`` is
-    unavailable) once for all its test sets.
+    :meth:`ready` moves the model to the device in eval mode, maps ``settings.backend`` to the
+    decoder kernel (:func:`lte.inference.kernel_for_backend`; ``auto`` through
+    :func:`~lte.inference.pick_backend`) and ``settings.dtype`` to the MLP's type (``auto``:
+    :func:`~lte.inference.pick_dtype`), each ``auto`` with one log line saying what and why. A
+    network already ready for that device, backend and dtype keeps them, so ``lte.test`` decides
+    them once for all its test sets.
     """
 
     model: SRModel
     settings: EvalSettings | None = None
     kernel: Kernel | None = None
     device: torch.device | None = None
+    dtype: torch.dtype | None = None
 
     @property
     def model_name(self) -> str:  # type: ignore[override]
@@ -155,15 +163,29 @@ class Network(Method):
     def preparer(self) -> NetworkInput:
         return NetworkInput(self.model.pad_multiple)
 
-    def ready(self, settings: EvalSettings, device: torch.device) -> Network:
+    def ready(self, settings: EvalSettings, device: torch.device, work_pixels: int = 0) -> Network:
         if settings.cmsr is not None:
             check_model(self.model, "eval.cmsr")
-        ready = self.settings is not None and self.settings.backend == settings.backend
+        ready = (
+            self.settings is not None
+            and self.settings.backend == settings.backend
+            and self.settings.dtype == settings.dtype
+        )
         if ready and self.device == device:
             return replace(self, settings=settings)
         model = self.model.to(device).eval()
-        kernel = kernel_for_backend(model, settings.backend, option="eval.backend=")
-        return replace(self, model=model, settings=settings, kernel=kernel, device=device)
+        dtype = DTYPES.get(settings.dtype)
+        if settings.dtype == "auto":
+            dtype, why = pick_dtype(model)
+            log.info("eval.dtype=auto: %s (%s)", _dtype_name(dtype), why)
+        backend = settings.backend
+        if backend == "auto":
+            backend, why = pick_backend(model, work_pixels=work_pixels, dtype=dtype)
+            log.info("eval.backend=auto: %s (%s)", backend, why)
+        kernel = kernel_for_backend(model, backend, option="eval.backend=")
+        return replace(
+            self, model=model, settings=settings, kernel=kernel, device=device, dtype=dtype
+        )
 
     def to_device(self, inp: Tensor) -> Tensor:
         return inp.to(self.device, non_blocking=True)
@@ -182,10 +204,15 @@ class Network(Method):
             kernel=self.kernel,
             ensemble=s.ensemble,
             cmsr=s.cmsr,  # type: ignore[arg-type]  # loaded by EvalSettings
+            dtype=self.dtype,
         )
 
     def to_image(self, out: Tensor, out_hw: tuple[int, int]) -> Tensor:
         return denormalize(out[..., : out_hw[0], : out_hw[1]])
+
+
+def _dtype_name(dtype: torch.dtype | None) -> str:
+    return "float32" if dtype is None else str(dtype).removeprefix("torch.")
 
 
 def keep_lr(lr: np.ndarray) -> np.ndarray:
@@ -213,7 +240,9 @@ class BicubicBaseline(Method):
     def preparer(self) -> Callable[[np.ndarray], np.ndarray]:
         return keep_lr
 
-    def ready(self, settings: EvalSettings, device: torch.device) -> BicubicBaseline:
+    def ready(
+        self, settings: EvalSettings, device: torch.device, work_pixels: int = 0
+    ) -> BicubicBaseline:
         return replace(self, device=device)
 
     def to_device(self, inp: np.ndarray) -> np.ndarray:

@@ -73,6 +73,7 @@ def predict_padded(
     kernel: Kernel | None = None,
     ensemble: int = 1,
     cmsr: CMSRTables | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Tensor:
     """The model's part of :func:`super_resolve`: ``inp`` from :func:`model_input` to the normalised,
     uncropped prediction (SwinIR: the padded image's grid; crop to ``out_hw`` afterwards).
@@ -80,6 +81,7 @@ def predict_padded(
     ``ensemble`` (1, 4, 8) is :func:`lte.inference.predict`'s self-ensemble; a padded image is
     turned whole, padding included, so every view is predicted on the same padded grid. With
     ``cmsr`` an LMF model renders beyond its training scales at several (:mod:`lte.multiscale`).
+    ``dtype`` is the decoder MLP's compute type (``None``: float32).
     """
     grid = out_hw
     if model.pad_multiple > 0:
@@ -92,7 +94,15 @@ def predict_padded(
     # the protocol's integer scales that is exactly the papers' 2/(s·h) · max(s / scale_max, 1).
     with torch.no_grad():
         return predict(
-            model, inp, grid, chunk=chunk, tile=tile, kernel=kernel, ensemble=ensemble, cmsr=cmsr
+            model,
+            inp,
+            grid,
+            chunk=chunk,
+            tile=tile,
+            kernel=kernel,
+            ensemble=ensemble,
+            cmsr=cmsr,
+            dtype=dtype,
         )
 
 

@@ -80,7 +80,8 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
         method, ckpt, source = as_method(loaded.model), str(cfg.ckpt), loaded.source
         train = loaded.training_run.to_dict() if loaded.training_run is not None else None
         log.info("%s checkpoint '%s' on %s", loaded.source, loaded.path, device)
-    method = method.ready(settings, device)  # the device and eval.backend's kernel, once
+    work = work_pixels(testsets, settings)  # what eval.backend=auto weighs against a compile
+    method = method.ready(settings, device, work)  # the device, kernel and dtype, once
     records: list[ResultRecord] = []
 
     def keep(record: ResultRecord) -> None:
@@ -142,6 +143,29 @@ def run_test(cfg: DictConfig, run_dir: Path) -> list[ResultRecord]:
 
 
 # --- the config's parts ----------------------------------------------------------------------------
+
+
+def work_pixels(testsets: Sequence[TestSet], settings: EvalSettings) -> int:
+    """The output pixels a run predicts: every HR image at every scale, times the ensemble's views.
+
+    Read from the images' headers (no decoding); a file that cannot be read counts 0 (the loop
+    reports it). An estimate for ``eval.backend=auto``, never used to score.
+    """
+    from lte.data.images import image_size
+
+    total = 0
+    for testset in testsets:
+        try:
+            files = testset.hr_files()
+        except (UserError, OSError):
+            continue
+        for path in files:
+            try:
+                h, w = image_size(path)
+            except (UserError, OSError, ValueError):
+                continue
+            total += h * w
+    return total * len(settings.scales) * settings.ensemble
 
 
 def check_method(cfg: DictConfig) -> str | None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from lte.errors import UserError
 from lte.geometry import ENSEMBLE_SIZES
-from lte.inference import DEFAULT_CHUNK, check_backend
+from lte.inference import DEFAULT_CHUNK, check_backend, check_dtype
 from lte.multiscale import CMSRTables
 
 
@@ -40,8 +40,12 @@ class EvalSettings:
         workers: processes that prepare images (read, make the LR, tensors) while the model runs:
             ``0`` in the main process, ``None`` (or ``"auto"``) automatic
             (:func:`lte.evaluation.images.auto_workers`). Never changes a result.
-        backend: ``eager`` or ``compile``, the user's word for the decoder kernel
-            (:func:`lte.inference.kernel_for_backend` maps it).
+        backend: ``auto``, ``eager`` or ``compile``, the user's word for the decoder kernel
+            (:func:`lte.inference.kernel_for_backend` maps it; ``auto`` is decided per run by
+            :func:`lte.inference.pick_backend` from the compile cache and the test sets' size).
+        dtype: the decoder MLP's compute type: ``float32`` (the papers'), ``bfloat16``,
+            ``float16``, or ``auto`` (:func:`lte.inference.pick_dtype`: bfloat16 only where it is
+            native and checked for the family, else float32).
         profile: time every stage of the loop (:class:`lte.evaluation.profile.StageProfile`) and
             log the split.
         ensemble: the self-ensemble, 1 (none, the papers' protocol), 4 (the four rotations) or
@@ -61,6 +65,7 @@ class EvalSettings:
     fast: bool = False
     workers: int | None = 0
     backend: str = "eager"
+    dtype: str = "float32"
     profile: bool = False
     ensemble: int = 1
     cmsr: CMSRTables | str | os.PathLike[str] | None = None
@@ -97,6 +102,7 @@ class EvalSettings:
                 "images (0: in the main process) or null (automatic)"
             )
         check_backend(self.backend, "eval.backend=")
+        check_dtype(self.dtype, "eval.dtype=")
         if not isinstance(self.profile, bool):
             raise UserError(f"eval.profile={self.profile} must be true or false")
         ensemble = self.ensemble

@@ -17,7 +17,9 @@ the GEMM rate); on AVX512-BF16/AMX machines prepacking is the lever to re-measur
 
 The compiled function is cached on the decoder instance per (MLP dtype, device) in a plain dict
 (:data:`~lte.models.decoders.base.COMPILED_CACHE_ATTR`): never in ``state_dict``, checkpoints,
-descriptions or pickles.
+descriptions or pickles. Its first call in a process goes through the compile cache
+(:mod:`lte.compile_cache`), so a later process on the same machine loads the compiled code instead
+of compiling it again.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lte import compile_cache
 from lte.models.decoders.base import COMPILED_CACHE_ATTR, Decoder
 from lte.models.decoders.ensemble import BLOCK, Neighbours
 
@@ -38,6 +41,26 @@ from lte.models.decoders.ensemble import BLOCK, Neighbours
 BlockFn = Callable[..., Tensor]
 
 
+class CachedBlock:
+    """A ``torch.compile``d block whose first call goes through the compile cache's entry.
+
+    ``torch.compile`` compiles lazily, at the first call; that call is made under the entry's lock
+    with the entry loaded (:func:`lte.compile_cache.first_call`), every later one directly.
+    """
+
+    def __init__(self, fn: BlockFn, key: compile_cache.CacheKey) -> None:
+        self.fn = fn
+        self.key = key
+        self.called = False
+
+    def __call__(self, *args: object) -> Tensor:
+        if self.called:
+            return self.fn(*args)
+        out = compile_cache.first_call(self.key, lambda: self.fn(*args))
+        self.called = True
+        return out
+
+
 def _compiled(
     decoder: Decoder, block: BlockFn, dtype: torch.dtype, device: torch.device
 ) -> BlockFn:
@@ -45,7 +68,8 @@ def _compiled(
     cache = decoder.__dict__.setdefault(COMPILED_CACHE_ATTR, {})
     key = (block.__name__, dtype, str(device))
     if key not in cache:
-        cache[key] = torch.compile(block, dynamic=False, fullgraph=True)
+        fn = torch.compile(block, dynamic=False, fullgraph=True)
+        cache[key] = CachedBlock(fn, compile_cache.cache_key(decoder, dtype, device))
     return cache[key]
 
 
