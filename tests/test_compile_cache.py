@@ -442,3 +442,28 @@ def test_every_backend_and_dtype_equals_the_literal(warm: Path, tmp_path: Path) 
                     assert err < tol, (backend, dtype_name, work, chosen, err)
     if pick_dtype(net)[0] is None:  # float32 only: everything came from the warm cache
         assert compile_cache.cache_misses() == before
+
+
+def test_a_low_precision_score_is_labelled(tmp_path: Path) -> None:
+    """A bfloat16 MLP's records are another method's (``lte+bfloat16``), so a results file never
+    passes them off as the float32 protocol's; float32 (what ``auto`` picks without native bf16)
+    keeps the plain label."""
+    from PIL import Image
+
+    from conftest import sample_photos
+    from lte.evaluation import evaluate_testset
+    from lte.models import build_model
+    from lte.testsets import FolderSet
+
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    Image.open(sample_photos()[0]).convert("RGB").crop((0, 0, 48, 36)).save(folder / "a.png")
+    model = build_model("lte", "edsr_tiny").eval()
+    testset = FolderSet(hr_dir=str(folder))
+    labels = {
+        dtype: evaluate_testset(model, testset, EvalSettings([2], dtype=dtype, backend="eager"))[
+            0
+        ].model
+        for dtype in ("float32", "bfloat16")
+    }
+    assert labels == {"float32": "lte", "bfloat16": "lte+bfloat16"}

@@ -141,15 +141,18 @@ class Network(Method):
 
     @property
     def model_name(self) -> str:  # type: ignore[override]
-        """The decoder's label, another method's under a self-ensemble (``lte+ens8``) or with
-        multi-scale rendering tables (``lm_lte+cmsr``: its scores beyond ``scale_max`` differ)."""
+        """The decoder's label, another method's under a self-ensemble (``lte+ens8``), with
+        multi-scale rendering tables (``lm_lte+cmsr``: its scores beyond ``scale_max`` differ) or
+        with a low-precision MLP (``lte+bfloat16``, also when ``eval.dtype=auto`` picked it), so a
+        results file never passes a bfloat16 score off as the float32 protocol's."""
         name = labels(self.model.describe())[0]
         if self.settings is None:
             return name
         if self.settings.cmsr is not None:
             name += "+cmsr"
         n = self.settings.ensemble
-        return name if n == 1 else f"{name}+ens{n}"
+        name = name if n == 1 else f"{name}+ens{n}"
+        return name if self.dtype is None else f"{name}+{_dtype_name(self.dtype)}"
 
     @property
     def encoder_name(self) -> str:  # type: ignore[override]
