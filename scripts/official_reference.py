@@ -284,6 +284,7 @@ def run_test(
     from torch.utils.data import DataLoader
 
     models, datasets, _, test = import_official(official)
+    hr_dir = hr_dir.resolve()  # eval_psnr runs in a scratch folder (below)
     name, model = _load(models, ckpt, cmsr)
     fast = name in WHOLE_GRID
     wrapper = "sr-implicit-downsampled-fast" if name == "lte-fast" else "sr-implicit-downsampled"
