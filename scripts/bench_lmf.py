@@ -8,8 +8,8 @@ Three sections (``--sections``, all by default):
   the encoder: LTE's and LM-LTE's convolutions, LIIF's folded first layer, LMF's hypernetwork) and
   the HR-space work (the differentiable query, per output pixel). LMF rows also give the LR work per
   code and the HR work per query and neighbour, the units of SPEC.md "Cost".
-- ``upscale``: ``python -m lte.upscale`` as whole processes, wall time and peak RSS (``ru_maxrss``
-  of each child), LM-LTE against LTE with the same encoder, for each size and backend (``compile``
+- ``upscale``: ``python -m lte.upscale`` as whole processes, wall time and peak RSS (each child's
+  own, by ``/usr/bin/time``), LM-LTE against LTE with the same encoder, for each size and backend (``compile``
   applies to LTE; LM-LTE has no compiled kernel and falls back to eager, which its row says), as
   ratios from this one run (median of ``--repeat``).
 - ``train``: seconds per training step (L1, Adam, forward and backward) of LM-LTE against LTE at the
@@ -88,17 +88,32 @@ def macs_table(args: argparse.Namespace) -> None:
         )
 
 
+#: ``/usr/bin/time`` reports the peak RSS of its own child; a child forked from this (large) process
+#: would carry this process's high-water mark through ``exec`` in Linux's ``ru_maxrss``.
+TIME = "/usr/bin/time"
+
+
 def _child(cmd: list[str]) -> tuple[float, float, int]:
-    """Run ``cmd``; its wall seconds, peak RSS in MiB (its own ``ru_maxrss``) and exit status."""
+    """Run ``cmd``; its wall seconds, peak RSS in MiB and exit status.
+
+    The peak is measured by ``/usr/bin/time`` (forked from a small process, so it is the command's
+    own); without it, ``ru_maxrss`` from ``wait4``, which on Linux is at least this process's peak.
+    """
+    timed = os.path.exists(TIME)
+    full = [TIME, "-f", "lte-bench-maxrss-kb=%M", *cmd] if timed else cmd
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.returncode != 0:
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         raise SystemExit(f"error: {' '.join(cmd)} failed ({proc.returncode}):\n{err[-2000:]}")
-    return wall, usage.ru_maxrss / 1024, proc.returncode
+    peak_kb = usage.ru_maxrss
+    for line in err.splitlines():
+        if line.startswith("lte-bench-maxrss-kb="):
+            peak_kb = int(line.split("=", 1)[1])
+    return wall, peak_kb / 1024, proc.returncode
 
 
 def upscale_table(args: argparse.Namespace) -> None:

@@ -64,12 +64,17 @@ DTYPES: dict[str, torch.dtype | None] = {
     "float16": torch.float16,
 }
 
-#: Output pixels (times the self-ensemble's views) from which ``auto`` pays a cold compile. Measured
-#: (docs/benchmarks.md, Backends (A): EDSR-baseline-LTE x4, 1024² output on a 2-core AVX2 CPU):
-#: compiling costs about 20 s, and the compiled kernel saves 9.3 s per megapixel against eager
-#: (28.97 s vs 19.63 s), so a compile breaks even near 2.2 MP; the threshold is set at about twice
-#: that because the saving moves with the GEMM rate (±20% between runs) and the model.
+#: Output pixels (times the self-ensemble's views) from which ``auto`` pays a cold compile where
+#: compiling pays at all (:data:`COMPILE_PAYS_ON`). Derived from docs/benchmarks.md, Backends (A)
+#: (a ~20 s compile against 9.3 s saved per megapixel in-process: break-even near 2.2 MP, doubled
+#: for the ±20% the GEMM rate moves); a warm cache needs no size.
 AUTO_COMPILE_PIXELS = 4_000_000
+#: Device types on which ``auto`` may pick ``compile``. Not the CPU: as whole ``lte.upscale``
+#: processes on a 2-core AVX2 EPYC (docs/benchmarks.md, 2026-12-05) EDSR-baseline-LTE took 27.0 s
+#: compiled with a warm cache against 24.9 s eager at 0.96 MP, and 138.3 s against 135.9 s at
+#: 8.3 MP (960x540 -> 4K): the compiled kernel never repaid even its cache load. CUDA is kept on the
+#: documented rule until scripts/gpu_check.sh measures it.
+COMPILE_PAYS_ON: tuple[str, ...] = ("cuda",)
 #: Decoder families whose bfloat16 MLP was measured within 0.01 dB of float32 (docs/inference.md:
 #: LTE, 0.0002 dB on the validation photos); ``auto`` picks bfloat16 only for these.
 BF16_CHECKED: tuple[str, ...] = ("lte",)
@@ -130,12 +135,17 @@ def _megapixels(pixels: int) -> str:
 
 
 def pick_backend(
-    model: SRModel, *, work_pixels: int, dtype: torch.dtype | None = None
+    model: SRModel,
+    *,
+    work_pixels: int,
+    dtype: torch.dtype | None = None,
+    pays_on: tuple[str, ...] | None = None,
 ) -> tuple[str, str]:
     """``auto``'s backend for ``model`` and a job of ``work_pixels`` output pixels: ``(backend, why)``.
 
     ``compile`` when the decoder has a compiled kernel, ``torch.compile`` works on the model's
-    device (:func:`lte.devices.compile_unavailable`), and either the compile cache holds this
+    device (:func:`lte.devices.compile_unavailable`), compiling pays on that device type at all
+    (``pays_on``, default :data:`COMPILE_PAYS_ON`: not the CPU), and either the compile cache holds this
     model's entry (:func:`lte.compile_cache.is_warm`: the compile is a load) or the job reaches
     :data:`AUTO_COMPILE_PIXELS` (it repays a cold compile); otherwise ``eager``. ``why`` is the
     reason, for the one line the commands print (``backend auto: eager (why)``).
@@ -148,6 +158,11 @@ def pick_backend(
     reason = compile_unavailable(device)
     if reason is not None:
         return "eager", f"torch.compile is not available here: {reason}"
+    if device.type not in (pays_on if pays_on is not None else COMPILE_PAYS_ON):
+        return "eager", (
+            f"on {device.type} the compiled kernel was measured no faster than eager as a "
+            "process, even with a warm cache (docs/benchmarks.md)"
+        )
     param = next(model.decoder.parameters(), None)
     mlp_dtype = dtype or (param.dtype if param is not None else torch.float32)
     if compile_cache.is_warm(compile_cache.cache_key(model.decoder, mlp_dtype, device)):
