@@ -434,12 +434,13 @@ def test_warm_cache_picks_compile_and_lte_cache_lists_and_clears_it(
 @pytest.mark.slow
 def test_every_backend_and_dtype_equals_the_literal(warm: Path, tmp_path: Path) -> None:
     """``auto`` resolves to a real backend and dtype, and each result is the literal reference's
-    (the compiled block loaded from a copy of the warm cache: this process compiles nothing new)."""
+    (the compiled block loaded from a copy of the warm cache). That a warm cache compiles nothing
+    is judged in fresh processes (above): in the whole suite this process has compiled other
+    blocks under other settings, which torch may count as misses here."""
     net = build()
     img = torch.rand(1, 3, 9, 11) * 2 - 1
     out_hw = (23, 26)
     reference = literal_image(net, img, out_hw, chunk=97)
-    before = compile_cache.cache_misses()
     with one_thread(), cache_at(copy_of(warm, tmp_path)):
         for backend in BACKENDS:
             for dtype_name in ("auto", "float32"):
@@ -452,8 +453,6 @@ def test_every_backend_and_dtype_equals_the_literal(warm: Path, tmp_path: Path) 
                     tol = 1e-5 if dtype is None else 2e-2
                     err = (pred - reference).abs().max().item()
                     assert err < tol, (backend, dtype_name, work, chosen, err)
-    if pick_dtype(net)[0] is None:  # float32 only: everything came from the warm cache
-        assert compile_cache.cache_misses() == before
 
 
 def test_a_low_precision_score_is_labelled(tmp_path: Path) -> None:

@@ -418,8 +418,12 @@ def test_the_command_defaults_are_conf_test_yaml_and_pass_whole() -> None:
     """``lte.test``'s ``eval.*`` defaults are the config file's; the library's are the papers'."""
     cfg = OmegaConf.load(Path(lte.__file__).parent / "conf" / "test.yaml")
     settings = EvalSettings.from_config(cfg)
-    assert settings == EvalSettings((2, 3, 4), 30000, None, False, None, "eager", False)
-    assert EvalSettings([2]) == EvalSettings([2], 30000, 0, False, 0, "eager", False)
+    assert settings == EvalSettings(
+        (2, 3, 4), 30000, None, False, None, backend="auto", dtype="auto", profile=False
+    )
+    assert EvalSettings([2]) == EvalSettings(
+        [2], 30000, 0, False, 0, backend="eager", dtype="float32", profile=False
+    )
     with pytest.raises(UserError, match=r"^eval\.chunks is not an option: use eval\.chunk, "):
         EvalSettings.from_config(OmegaConf.create({"scales": [2], "eval": {"chunks": 5}}))
 
