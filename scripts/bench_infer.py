@@ -2,7 +2,8 @@
 
 Rows per model and scale: the literal reference (tests/literal.py), then each backend (``eager``: the
 decoder's fast kernel, ``compile``: its ``torch.compile``d block) in each dtype. Every measurement
-runs in its own subprocess, so each reports its own peak RSS (``ru_maxrss``), and with an empty
+runs in its own subprocess, so each reports its own peak RSS (``VmHWM``: ``scripts/_measure.py`` says
+why not ``ru_maxrss``, which on Linux carries this parent's peak into every child), and with an empty
 compile cache of its own (``$LTE_CACHE_DIR``, inductor's folder inside it), so the compiled backend
 starts cold; the ratios printed come from timings taken in this same run.
 
@@ -16,7 +17,8 @@ starts cold; the ratios printed come from timings taken in this same run.
 Columns: steady-state seconds (best of ``--repeat``), the first call's seconds for ``compile`` rows
 (compiling included), peak RSS of the measuring process, time / literal and time / eager float32
 (the default path), max |difference| to the literal output, and the share of the machine's
-measured GEMM rate (same dtype) that the decoder's MLP multiply-adds reach. Meta-SR has no compiled
+measured GEMM rate (same dtype) that the decoder's MLP multiply-adds reach, over the whole
+prediction and over its query part alone (the time less one whole-image encode, timed apart). Meta-SR has no compiled
 kernel: its ``compile`` rows run the eager kernel (the ``kernel`` column says so). bfloat16/float16 rows (and their GEMM rate)
 are skipped with a printed reason where ``lte.devices`` finds no native support (on an AVX2 CPU
 they would take hours); ``--force-lowp`` runs them anyway.
@@ -27,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from _measure import peak_rss_mib, use_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("lte", "liif", "metasr")
@@ -99,7 +102,7 @@ def measure(spec: dict) -> dict:
     from lte.models.build import build_model
 
     torch.manual_seed(0)
-    torch.set_num_threads(spec["threads"])
+    use_threads(spec["threads"])
     model = build_model(spec["model"], spec["encoder"]).eval()
     lr = (
         torch.rand(1, 3, spec["lr"], spec["lr"], generator=torch.Generator().manual_seed(1)) * 2 - 1
@@ -136,7 +139,17 @@ def measure(spec: dict) -> dict:
         out = call()
         best = min(best, time.perf_counter() - t0)
     result["seconds"] = best
-    result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["rss_mb"] = peak_rss_mib()
+    if spec["impl"] != "literal" and spec["tile"] == 0:
+        # The encoder's share of ``seconds`` (one whole-image encode, best of 2), so that the
+        # query kernel's own GEMM share can be given apart from the encoder's convolutions.
+        enc = float("inf")
+        with torch.inference_mode():
+            for _ in range(2):
+                t0 = time.perf_counter()
+                model.encode(lr)
+                enc = min(enc, time.perf_counter() - t0)
+        result["encode_seconds"] = enc
     if spec.get("save"):
         torch.save(out, spec["save"])
     # Multiply-adds actually run: LIIF's first layer is folded into its table by every kernel but
@@ -230,6 +243,9 @@ def main() -> None:
         default=None,
         help="LR side of the tiled rows (1024, --quick 128; 0 skips them)",
     )
+    p.add_argument(
+        "--big-scales", default="2,4", help="comma-separated scales of the tiled rows (default 2,4)"
+    )
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one is not None:
@@ -251,7 +267,7 @@ def main() -> None:
 
     tmp = Path("/tmp") / f"bench_infer_{time.time_ns()}"
     tmp.mkdir()
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     rates = {d: gemm_rate(getattr(torch, d)) for d in dict.fromkeys(["float32", *dtypes])}
     print(
         f"GEMM (2048x256 @ 256x256, {args.threads} threads): "
@@ -278,10 +294,11 @@ def main() -> None:
     rows = []
     header = (
         "| model | scale | backend | kernel | dtype | seconds | first call s | peak RSS MB "
-        "| time / literal | time / eager f32 | max abs diff | MLP MAC/px | GEMM share |"
+        "| time / literal | time / eager f32 | max abs diff | MLP MAC/px | GEMM share "
+        "| query GEMM share |"
     )
     print(header)
-    print("|" + "---|" * 13)
+    print("|" + "---|" * 14)
     for model in models:
         for scale in scales:
             literal_path = tmp / f"{model}_{scale}_lit.pt"
@@ -322,6 +339,12 @@ def main() -> None:
                     if res["macs_per_pixel"]
                     else float("nan")
                 )
+                query_seconds = res["seconds"] - res.get("encode_seconds", float("nan"))
+                query_share = (
+                    res["macs_per_pixel"] * pixels / query_seconds / rates[dtype]
+                    if res["macs_per_pixel"] and query_seconds > 0
+                    else float("nan")
+                )
                 eager_f32 = eager_seconds.get("float32")
                 vs_eager = None if eager_f32 is None else res["seconds"] / eager_f32
                 row = {
@@ -335,6 +358,7 @@ def main() -> None:
                     "ratio_eager": vs_eager,
                     "diff": diff,
                     "gemm_share": share,
+                    "query_gemm_share": query_share,
                 }
                 rows.append(row)
                 first = f"{res['first_seconds']:.2f}" if "first_seconds" in res else "-"
@@ -342,7 +366,8 @@ def main() -> None:
                 print(
                     f"| {model} | x{scale} | {backend} | {kernel} | {dtype} | {res['seconds']:.2f} "
                     f"| {first} | {res['rss_mb']:.0f} | {row['ratio']:.2f} | {eager_col} "
-                    f"| {diff:.1e} | {res['macs_per_pixel'] / 1e3:.0f} K | {share:.0%} |",
+                    f"| {diff:.1e} | {res['macs_per_pixel'] / 1e3:.0f} K | {share:.0%} "
+                    f"| {query_share:.0%} |",
                     flush=True,
                 )
     # Memory at a large input: the fast path tiles automatically (tile=None).
@@ -351,7 +376,7 @@ def main() -> None:
         print(f"\nPeak RSS for a {big}x{big} LR (eager fast path, automatic tiles, float32):")
         print("| model | scale | seconds | peak RSS MB |")
         print("|---|---|---|---|")
-        for scale in (2, 4):
+        for scale in [int(s) for s in args.big_scales.split(",") if s]:
             res = run_child(
                 {
                     **base,

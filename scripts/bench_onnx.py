@@ -11,7 +11,7 @@ chunks and tiles. The ratio printed comes from timings taken in this same run.
     python scripts/bench_onnx.py --models lte,liif,metasr --repeat 3
     python scripts/bench_onnx.py --encoder edsr_tiny --size 16 --repeat 1   # smoke run (seconds)
 
-Columns: best-of-``--repeat`` seconds of one upscale, peak RSS of the measuring process, time /
+Columns: best-of-``--repeat`` seconds of one upscale, peak RSS of the measuring process (its own ``VmHWM``), time /
 torch, and the max |difference| of the output to the torch row's (normalised units).
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from _measure import peak_rss_mib, use_threads
 
 IMPLS = ("torch", "onnxruntime")
 
@@ -36,7 +37,7 @@ def measure(spec: dict) -> dict:
     from lte.checkpoint import load_checkpoint
     from lte.inference import predict
 
-    torch.set_num_threads(spec["threads"])
+    use_threads(spec["threads"])
     lr = torch.rand(1, 3, spec["size"], spec["size"], generator=torch.Generator().manual_seed(1))
     lr = lr * 2 - 1
     side = round(spec["size"] * spec["scale"])
@@ -62,7 +63,7 @@ def measure(spec: dict) -> dict:
             out = call()
         best = min(best, time.perf_counter() - t0)
     torch.save(out, spec["save"])
-    return {"seconds": best, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"seconds": best, "rss_mb": peak_rss_mib()}
 
 
 def run_child(spec: dict) -> dict:

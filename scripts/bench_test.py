@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _measure import use_threads
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the literal reference (tests/literal.py, tests/grids.py)
 
@@ -87,7 +89,7 @@ def main() -> None:
     from lte.models.build import build_model
     from lte.testsets import FolderSet
 
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     torch.manual_seed(0)
     model = build_model(args.model, args.encoder).eval()
     if model.pad_multiple > 0:

@@ -284,7 +284,7 @@ def profile_step(net, batch, opt, loss_fn) -> dict[str, float]:  # type: ignore[
 
     t = [time.perf_counter()]
     opt.zero_grad(set_to_none=True)
-    feat = net.encoder(batch["inp"])
+    feat = net.features(batch["inp"])
     t.append(time.perf_counter())
     table = net.decoder.prepare(feat).float()
     t.append(time.perf_counter())

@@ -184,9 +184,11 @@ def test_encoder_tail_is_spec_and_the_native_scale_prediction_is_its_output(
         ref = literal_edsr(sd, lr, 2, s) if family == "edsr" else literal_rdn(sd, lr, 2, 2, s)
         assert out.shape == (2, 3, 7 * s, 9 * s)
         assert torch.allclose(out, ref, atol=1e-5)
-        # The model queried at the HR pixel centres is the encoder's output, bit for bit.
+        # The model queried at the HR pixel centres is the encoder's output (as SRModel runs it,
+        # channels-last), bit for bit.
         pred = predict(net, lr, (7 * s, 9 * s), tile=0)
-    assert torch.equal(pred, out)
+        assert torch.allclose(net.features(lr), out, atol=1e-5)
+    assert torch.equal(pred, net.features(lr))
     assert net.native_scale == s and net.describe()["encoder"]["upscale"] == s
 
 
@@ -200,7 +202,7 @@ def test_nearest_decoder_is_the_literal_nearest_lookup_at_random_coords(s: int) 
     state = net.encode(lr)
     got = net.query(state, coord, cell)
     with torch.no_grad():
-        out = net.encoder(lr)
+        out = net.features(lr)  # the encoder's output as SRModel computes it (channels-last)
     # (0, 0) is a tie between two centres on an even grid: checked against the release below.
     keep = torch.ones(500, dtype=torch.bool)
     keep[3] = False

@@ -70,7 +70,7 @@ def test_maps_are_spec_literal(tiny) -> None:
     maps = tiny.fourier(lr, scale=2.5)
     dec = tiny.decoder
     with torch.no_grad():
-        feat = tiny.encoder(lr)
+        feat = tiny.features(lr)  # the encoder as SRModel runs it (channels-last)
         freq, amp = dec.freq(feat), dec.coef(feat)  # (B, 2K, h, w) each
         assert maps.freq.shape == (2, K, 2, 7, 9) and maps.amplitude.shape == (2, 2 * K, 7, 9)
         for k in range(K):

@@ -35,7 +35,12 @@ from lte.training.resume import (
     requested_ckpt_path,
     resolve_ckpt_path,
 )
-from lte.training.speed import bf16_warning, check_matmul_precision
+from lte.training.speed import (
+    bf16_warning,
+    check_keep_freed_memory,
+    check_matmul_precision,
+    keep_freed_memory,
+)
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +167,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import torch
 
     precision = check_matmul_precision(cfg.get("float32_matmul_precision", "high"))
+    if check_keep_freed_memory(cfg.get("keep_freed_memory", True)):
+        log.info(keep_freed_memory())
     previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision(precision)
     try:

@@ -1,0 +1,250 @@
+"""lte against the official LTE code (github.com/jaewon-lee-b/lte) on the same weights, in one run.
+
+The baseline is the official code itself, run on the CPU through ``scripts/official_reference.py``
+(``.cuda()`` a no-op, its four third-party imports stood in), from a checkout you made. Every
+measurement is a process of its own, the two sides alternating, best of ``--repeat``:
+
+- ``train``: seconds per optimizer step at the paper's shape (16 x 48² LR patches, 2304 queries, L1,
+  Adam 1e-4) on the same batches from the bundled photos and the same initial weights (ours written
+  as an official file by ``lte.checkpoint.save_official``, the official model built from it). Ours
+  runs SRModel's differentiable path the way ``lte.train`` sets the process up
+  (``keep_freed_memory``, its default). The first losses are printed: the same function, so they
+  agree to float32 round-off. ``lte, allocator defaults`` is ours with ``keep_freed_memory=false``.
+  The Lightning wrapper's own cost is measured by ``bench_train.py``.
+- ``upscale``: ``lte.upscale`` with its default options against the official forward
+  (``official_reference.py forward``: the demo's ``batched_predict``, 30000 queries per call) as
+  whole processes, on a crop of a bundled photo; peak RSS from ``/usr/bin/time`` where present.
+
+    git clone https://github.com/jaewon-lee-b/lte /tmp/official-lte
+    python scripts/bench_official.py --official /tmp/official-lte train --decoders lte,liif,metasr
+    python scripts/bench_official.py --official /tmp/official-lte upscale --size 256 --scale 4
+
+Nothing here is a test; the ratios are only meaningful with nothing else running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+TIME = "/usr/bin/time"
+
+
+def peak_rss_mib() -> float:
+    from _measure import peak_rss_mib as own_peak
+
+    return own_peak()
+
+
+# --- train -------------------------------------------------------------------------------------
+
+
+def train_child(spec: dict) -> dict:
+    """One side's steps in this (child) process: seconds per step, first loss, peak RSS."""
+    batches = torch.load(spec["batches"], weights_only=True)
+    if spec["side"] == "official":
+        from official_reference import import_official
+
+        models, *_ = import_official(Path(spec["official"]))
+        saved = torch.load(spec["ckpt"], map_location="cpu", weights_only=True)["model"]
+        net = models.make(saved, load_sd=True)
+    else:
+        from lte.checkpoint import load_checkpoint
+        from lte.training.speed import keep_freed_memory
+
+        if spec["side"] == "lte":
+            keep_freed_memory()  # what lte.train does by default (keep_freed_memory=true)
+        net = load_checkpoint(spec["ckpt"]).model
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    loss_fn = torch.nn.L1Loss()
+    first_loss, t0 = None, time.perf_counter()
+    for i in range(spec["warmup"] + spec["steps"]):
+        if i == spec["warmup"]:
+            t0 = time.perf_counter()
+        b = batches[i % len(batches)]
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(b["inp"], b["coord"], b["cell"]), b["gt"])
+        loss.backward()
+        opt.step()
+        if first_loss is None:
+            first_loss = float(loss.detach())
+    seconds = (time.perf_counter() - t0) / spec["steps"]
+    return {"seconds": seconds, "first_loss": first_loss, "rss_mb": peak_rss_mib()}
+
+
+def run_train(args: argparse.Namespace, work: Path) -> None:
+    from bench_train import make_batches
+    from lte.checkpoint import save_official
+    from lte.models.build import build_model
+
+    torch.manual_seed(0)
+    batches_path = work / "batches.pt"
+    torch.save(make_batches(4), batches_path)
+    print(
+        f"train: edsr_baseline, batch (16, 3, 48, 48), 2304 queries, {args.warmup} warm-up + "
+        f"{args.steps} timed steps, best of {args.repeat} alternating processes"
+    )
+    print(
+        "| decoder | official s/step | lte s/step | lte / official | lte, allocator defaults "
+        "| / official | first loss official / lte |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name in args.decoders.split(","):
+        ckpt = work / f"{name}.pth"
+        torch.manual_seed(0)
+        save_official(build_model(name, "edsr_baseline"), ckpt)
+        best: dict[str, dict] = {}
+        for _ in range(args.repeat):
+            for side in ("official", "lte", "lte-defaults"):
+                spec = {
+                    "side": side,
+                    "official": str(args.official),
+                    "ckpt": str(ckpt),
+                    "batches": str(batches_path),
+                    "warmup": args.warmup,
+                    "steps": args.steps,
+                }
+                res = child(["train", json.dumps(spec)])
+                if side not in best or res["seconds"] < best[side]["seconds"]:
+                    best[side] = res
+        o, ours, plain = best["official"], best["lte"], best["lte-defaults"]
+        print(
+            f"| {name} | {o['seconds']:.3f} | {ours['seconds']:.3f} | "
+            f"**{ours['seconds'] / o['seconds']:.2f}** | {plain['seconds']:.3f} | "
+            f"{plain['seconds'] / o['seconds']:.2f} | {o['first_loss']:.8f} / "
+            f"{ours['first_loss']:.8f} |",
+            flush=True,
+        )
+
+
+# --- upscale -----------------------------------------------------------------------------------
+
+
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of ``cmd`` as a process of its own."""
+    full = [TIME, "-f", "lte-bench-maxrss-kb=%M", *cmd] if os.path.exists(TIME) else cmd
+    t0 = time.perf_counter()
+    proc = subprocess.run(full, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"error: {' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    peak = float("nan")
+    for line in proc.stderr.splitlines():
+        if line.startswith("lte-bench-maxrss-kb="):
+            peak = int(line.split("=", 1)[1]) / 1024
+    return wall, peak
+
+
+def run_upscale(args: argparse.Namespace, work: Path) -> None:
+    from PIL import Image
+
+    from lte.checkpoint import save_official
+    from lte.models.build import build_model
+
+    photo = work / "lr.png"
+    img = Image.open(ROOT / "data" / "sample" / "val" / "coffee.png").convert("RGB")
+    img.crop((0, 0, args.size, args.size)).save(photo)
+    ckpt = work / "lte.pth"
+    torch.manual_seed(0)
+    save_official(build_model(args.decoder, "edsr_baseline"), ckpt)
+    out = args.size * args.scale
+    print(
+        f"upscale: {args.decoder}, edsr_baseline, {args.size}² -> {out}² (x{args.scale}), "
+        f"best of {args.repeat} alternating processes"
+    )
+    sides = {
+        "official forward": [
+            sys.executable,
+            str(SCRIPTS / "official_reference.py"),
+            "--official",
+            str(args.official),
+            "forward",
+            str(ckpt),
+            str(photo),
+            str(args.scale),
+            str(work / "official.npy"),
+        ],
+        "lte.upscale (defaults)": [
+            sys.executable,
+            "-m",
+            "lte.upscale",
+            str(photo),
+            "--scale",
+            str(args.scale),
+            "--ckpt",
+            str(ckpt),
+            str(work / "ours.png"),
+            "--overwrite",
+            "--no-progress",
+        ],
+    }
+    best: dict[str, tuple[float, float]] = {}
+    for _ in range(args.repeat):
+        for side, cmd in sides.items():
+            res = timed(cmd)
+            if side not in best or res[0] < best[side][0]:
+                best[side] = res
+    base = best["official forward"][0]
+    print("| process | seconds | peak RSS MiB | / official |")
+    print("|---|---|---|---|")
+    for side, (seconds, peak) in best.items():
+        print(f"| {side} | {seconds:.2f} | {peak:.0f} | {seconds / base:.2f} |")
+
+
+# --- driver ------------------------------------------------------------------------------------
+
+
+def child(argv: list[str]) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--one", *argv], capture_output=True, text=True, cwd=ROOT
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"error: measurement {argv} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--one":
+        sys.path.insert(0, str(SCRIPTS))
+        print(json.dumps(train_child(json.loads(sys.argv[3]))))
+        return
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--official", type=Path, required=True, help="checkout of jaewon-lee-b/lte")
+    p.add_argument("--repeat", type=int, default=2, help="processes per side (best kept)")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="seconds per training step, official vs lte")
+    t.add_argument("--decoders", default="lte,liif,metasr")
+    t.add_argument("--warmup", type=int, default=2)
+    t.add_argument("--steps", type=int, default=5)
+    u = sub.add_parser("upscale", help="lte.upscale vs the official forward, as processes")
+    u.add_argument("--decoder", default="lte")
+    u.add_argument("--size", type=int, default=256, help="LR side (a crop of coffee.png)")
+    u.add_argument("--scale", type=int, default=4)
+    args = p.parse_args()
+    if not (args.official / "models" / "lte.py").is_file():
+        p.error(
+            f"--official {args.official}: not a checkout of jaewon-lee-b/lte (no models/lte.py)"
+        )
+    with tempfile.TemporaryDirectory(prefix="bench-official-") as tmp:
+        if args.command == "train":
+            run_train(args, Path(tmp))
+        else:
+            run_upscale(args, Path(tmp))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(SCRIPTS))
+    main()
