@@ -345,7 +345,16 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="tiny shapes (edsr_tiny, 4 x 16², 64 queries)"
     )
+    parser.add_argument(
+        "--allocator-defaults",
+        action="store_true",
+        help="leave glibc's allocator as it is (lte.train's keep_freed_memory=false)",
+    )
     args = parser.parse_args()
+    if not args.allocator_defaults:
+        from lte.training.speed import keep_freed_memory
+
+        print(keep_freed_memory(), "(as lte.train by default; --allocator-defaults: not)")
     torch.manual_seed(0)
     if args.quick:
         args.encoder = "edsr_tiny"

@@ -185,9 +185,14 @@ def test_auto_backend_picks_eager_without_a_compiled_kernel_or_a_compiler(tmp_pa
             "eager",
             "the metasr decoder has no compiled kernel",
         )
-        backend, why = pick_backend(build_model("lte", "edsr_tiny").to("meta"), work_pixels=10**9)
-    assert backend == "eager"
-    assert why.startswith("torch.compile is not available here: ") and "'meta'" in why
+        meta = build_model("lte", "edsr_tiny").to("meta")
+        # Where compiling would pay, a device it cannot run on is said so...
+        backend, why = pick_backend(meta, work_pixels=10**9, pays_on=("meta",))
+        assert backend == "eager"
+        assert why.startswith("torch.compile is not available here: ") and "'meta'" in why
+        # ...and the device rule comes first, without looking for a compiler.
+        backend, why = pick_backend(meta, work_pixels=10**9)
+    assert backend == "eager" and why.startswith("on meta the compiled kernel was measured")
 
 
 @needs_compile

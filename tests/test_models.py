@@ -192,3 +192,25 @@ def test_feature_extractors_keep_their_identity_beside_the_fixed_scale_tails() -
         assert fixed.describe()["encoder"]["upscale"] == 3 and fixed.native_scale == 3
         assert labels(fixed.describe()) == ("nearest", f"{enc_name}_x3")
         assert fixed.receptive_radius > net.encoder.receptive_radius
+
+
+@pytest.mark.parametrize("enc_name", TINY)
+@pytest.mark.parametrize("model", MODELS)
+def test_features_are_the_encoder_channels_last_and_the_table_needs_no_copy(
+    model: str, enc_name: str
+) -> None:
+    """SRModel.features is the encoder's function (float32 round-off apart) on channels-last maps,
+    and a convolutional table is then written channel-last by its convolution itself: the state's
+    table is that convolution's own storage (a view), not a copy of it."""
+    torch.manual_seed(0)
+    net = build_model(model, enc_name).eval()
+    lr = torch.rand(2, 3, 13, 17) * 2 - 1
+    with torch.no_grad():
+        feat = net.features(lr)
+        assert feat.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(feat, net.encoder(lr), rtol=0, atol=1e-5)
+        table = net.decoder.prepare(feat)
+        assert table.is_contiguous()
+        if model in ("lte", "liif"):  # a convolution's NHWC output, permuted: no copy was made
+            assert table.permute(0, 3, 1, 2).is_contiguous(memory_format=torch.channels_last)
+            assert table._base is not None

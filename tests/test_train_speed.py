@@ -175,6 +175,7 @@ def compose_train(overrides: list[str]):  # type: ignore[no-untyped-def]
             "medium (default high: TF32 on Ampere and later GPUs)",
         ),
         ("model.compile=maybe", "model.compile=maybe must be true or false"),
+        ("keep_freed_memory=maybe", "keep_freed_memory=maybe must be true or false"),
     ],
 )
 def test_bad_speed_options_are_one_line_errors(override: str, message: str) -> None:
@@ -188,6 +189,52 @@ def test_default_speed_options() -> None:
     cfg = compose_train([])
     check_config(cfg)
     assert cfg.float32_matmul_precision == "high" and cfg.model.compile is False
+    assert cfg.keep_freed_memory is True
+
+
+#: A child that runs a step-like pattern of 64-128 MiB tensors three times, then counts the minor
+#: page faults of a fourth: whether freed memory stayed with the process for the next step.
+REFAULT = """
+import resource, sys, torch
+from lte.training.speed import keep_freed_memory
+if sys.argv[1] == "keep":
+    print(keep_freed_memory())
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+def step():
+    a = torch.ones(16, 2**20)
+    b = a * 2
+    c = torch.cat([a, b])
+    del a
+    return float((c.sum(0) + b)[0, 0])
+for _ in range(3):
+    step()
+before = faults()
+step()
+print("refaults", faults() - before)
+"""
+
+
+def test_keep_freed_memory_reuses_freed_blocks() -> None:
+    """With keep_freed_memory a step's freed 64-128 MiB blocks are reused by the next step without
+    faulting their pages in again; with glibc's defaults (mmap'd, unmapped on free) they fault again
+    (81924 with 4 KiB pages; fewer with transparent huge pages, hence a comparison, not a count)."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only: elsewhere keep_freed_memory leaves the allocator as it is")
+    outs = {
+        mode: subprocess.run(
+            [sys.executable, "-c", REFAULT, mode], capture_output=True, text=True, check=True
+        ).stdout
+        for mode in ("keep", "default")
+    }
+    refaults = {mode: int(out.split("refaults")[1]) for mode, out in outs.items()}
+    assert outs["keep"].startswith("keep_freed_memory: blocks up to 1024 MiB reused, not unmapped")
+    assert refaults["default"] >= 100, outs
+    assert refaults["keep"] * 10 < refaults["default"], outs
 
 
 def test_compile_unavailable_names_the_missing_compiler(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -155,14 +155,16 @@ def pick_backend(
     if not model.has_compiled_kernel:
         return "eager", f"the {model.describe()['decoder']['kind']} decoder has no compiled kernel"
     device = _device_of(model)
-    reason = compile_unavailable(device)
-    if reason is not None:
-        return "eager", f"torch.compile is not available here: {reason}"
+    # The device rule first: it is free, while compile_unavailable imports inductor and searches
+    # for a C++ compiler (2.2 s of a 24 s lte.upscale process on a 2-core CPU).
     if device.type not in (pays_on if pays_on is not None else COMPILE_PAYS_ON):
         return "eager", (
             f"on {device.type} the compiled kernel was measured no faster than eager as a "
             "process, even with a warm cache (docs/benchmarks.md)"
         )
+    reason = compile_unavailable(device)
+    if reason is not None:
+        return "eager", f"torch.compile is not available here: {reason}"
     param = next(model.decoder.parameters(), None)
     mlp_dtype = dtype or (param.dtype if param is not None else torch.float32)
     if compile_cache.is_warm(compile_cache.cache_key(model.decoder, mlp_dtype, device)):

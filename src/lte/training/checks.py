@@ -232,10 +232,15 @@ def check_config(cfg: DictConfig) -> None:
         raise UserError(
             "trainer.max_steps=0 / trainer.max_epochs=0 trains nothing: give a limit >= 1"
         )
-    from lte.training.speed import check_compile_flag, check_matmul_precision
+    from lte.training.speed import (
+        check_compile_flag,
+        check_keep_freed_memory,
+        check_matmul_precision,
+    )
 
     check_matmul_precision(cfg.get("float32_matmul_precision", "high"))
     check_compile_flag(cfg.model.get("compile", False) if cfg.get("model") else False)
+    check_keep_freed_memory(cfg.get("keep_freed_memory", True))
     check_scheduler(cfg.get("scheduler"))
     check_model_sizes(cfg)
     ckpt = cfg.get("ckpt_path")
