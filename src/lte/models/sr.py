@@ -112,8 +112,10 @@ class SRModel(nn.Module):
         """Rough peak bytes per LR pixel of encoding one tile and building its code table.
 
         Encoder: a few live maps of its widest layer (RDN's fusion input is 1024 wide). Decoder: its
-        prepared table and the convolution output it is copied from, at least ``9 × out_channels``.
-        An estimate, used only to size tiles; it errs on the large side.
+        prepared table counted twice, at least ``9 × out_channels`` (the table is the convolution's
+        own channels-last output since :meth:`features`, so the second copy is now a margin for the
+        query chunks and the allocator). An estimate, used only to size tiles; it errs on the large
+        side, which is what keeps a 1024² -> 2048² upscale under 1 GB.
         """
         widths = [
             max(m.in_channels, m.out_channels)
