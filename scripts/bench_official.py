@@ -51,8 +51,10 @@ def peak_rss_mib() -> float:
 
 def train_child(spec: dict) -> dict:
     """One side's steps in this (child) process: seconds per step, first loss, peak RSS."""
+    from bench_train import option_loop  # the same textbook loop bench_train.py times
+
     batches = torch.load(spec["batches"], weights_only=True)
-    if spec["side"] == "official":
+    if spec["side"] == "official":  # after lte's imports: the checkout goes first on sys.path
         from official_reference import import_official
 
         models, *_ = import_official(Path(spec["official"]))
@@ -65,21 +67,7 @@ def train_child(spec: dict) -> dict:
         if spec["side"] == "lte":
             keep_freed_memory()  # what lte.train does by default (keep_freed_memory=true)
         net = load_checkpoint(spec["ckpt"]).model
-    net.train()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    loss_fn = torch.nn.L1Loss()
-    first_loss, t0 = None, time.perf_counter()
-    for i in range(spec["warmup"] + spec["steps"]):
-        if i == spec["warmup"]:
-            t0 = time.perf_counter()
-        b = batches[i % len(batches)]
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(net(b["inp"], b["coord"], b["cell"]), b["gt"])
-        loss.backward()
-        opt.step()
-        if first_loss is None:
-            first_loss = float(loss.detach())
-    seconds = (time.perf_counter() - t0) / spec["steps"]
+    seconds, _, first_loss = option_loop(net, batches, spec["warmup"], spec["steps"])
     return {"seconds": seconds, "first_loss": first_loss, "rss_mb": peak_rss_mib()}
 
 

@@ -168,7 +168,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     precision = check_matmul_precision(cfg.get("float32_matmul_precision", "high"))
     if check_keep_freed_memory(cfg.get("keep_freed_memory", True)):
-        log.info(keep_freed_memory())
+        # A routine setting, not news: the console starts with the config tree, once per run.
+        log.debug(keep_freed_memory())
     previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision(precision)
     try:

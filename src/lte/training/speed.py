@@ -70,8 +70,9 @@ def keep_freed_memory() -> str:
     page-faults (and the kernel zeroes) the same memory again. With both thresholds at
     :data:`KEEP_FREED_BYTES` those blocks come from the heap and are reused: an EDSR-baseline-LTE
     step at the paper's shape page-faulted 18-37 K times instead of 720-770 K, and took 0.72-0.88x
-    the time on a 2-core AVX2 EPYC, for 0.5-1.2 GB more peak RSS (docs/benchmarks.md). The computation is unchanged; only where memory comes from.
-    A process-wide setting of the C allocator; a no-op (said so) where the C library is not glibc.
+    the time on a 2-core AVX2 EPYC, for 0.5-1.2 GB more peak RSS (docs/benchmarks.md). The
+    computation is unchanged; only where its memory comes from. A process-wide setting of the C
+    allocator; a no-op (said so) where the C library is not glibc.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return "keep_freed_memory: not glibc, the allocator is left as it is"
