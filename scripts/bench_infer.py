@@ -66,6 +66,11 @@ def fast_mlp_macs_per_pixel(model) -> int:
     return mlp_macs_per_pixel(model)
 
 
+def gemm_share(macs: float, seconds: float, rate: float) -> float:
+    """``macs`` multiply-adds done in ``seconds`` as a share of ``rate`` (NaN: none, or no time)."""
+    return macs / seconds / rate if macs and seconds > 0 else float("nan")
+
+
 def gemm_rate(dtype: torch.dtype, rows: int = 2048, reps: int = 30) -> float:
     """Multiply-adds per second of a ``(rows, 256) @ (256, 256)`` matmul (the MLP's shape)."""
     x = torch.randn(rows, 256).to(dtype)
@@ -334,17 +339,10 @@ def main() -> None:
             eager_seconds = {d: r["seconds"] for b, _, d, r, _ in results if b == "eager"}
             pixels = (size * scale) ** 2
             for backend, kernel, dtype, res, diff in results:
-                share = (
-                    res["macs_per_pixel"] * pixels / res["seconds"] / rates[dtype]
-                    if res["macs_per_pixel"]
-                    else float("nan")
-                )
+                macs = res["macs_per_pixel"] * pixels
+                share = gemm_share(macs, res["seconds"], rates[dtype])
                 query_seconds = res["seconds"] - res.get("encode_seconds", float("nan"))
-                query_share = (
-                    res["macs_per_pixel"] * pixels / query_seconds / rates[dtype]
-                    if res["macs_per_pixel"] and query_seconds > 0
-                    else float("nan")
-                )
+                query_share = gemm_share(macs, query_seconds, rates[dtype])
                 eager_f32 = eager_seconds.get("float32")
                 vs_eager = None if eager_f32 is None else res["seconds"] / eager_f32
                 row = {

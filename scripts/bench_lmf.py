@@ -25,15 +25,15 @@ Weights are random (``build_model``): cost and speed do not depend on them.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from _measure import run_process
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("lte", "liif", "metasr", "lm_lte", "lm_liif")
@@ -88,34 +88,6 @@ def macs_table(args: argparse.Namespace) -> None:
         )
 
 
-#: ``/usr/bin/time`` reports the peak RSS of its own child; a child forked from this (large) process
-#: would carry this process's high-water mark through ``exec`` in Linux's ``ru_maxrss``.
-TIME = "/usr/bin/time"
-
-
-def _child(cmd: list[str]) -> tuple[float, float, int]:
-    """Run ``cmd``; its wall seconds, peak RSS in MiB and exit status.
-
-    The peak is measured by ``/usr/bin/time`` (forked from a small process, so it is the command's
-    own); without it, ``ru_maxrss`` from ``wait4``, which on Linux is at least this process's peak.
-    """
-    timed = os.path.exists(TIME)
-    full = [TIME, "-f", "lte-bench-maxrss-kb=%M", *cmd] if timed else cmd
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if proc.returncode != 0:
-        raise SystemExit(f"error: {' '.join(cmd)} failed ({proc.returncode}):\n{err[-2000:]}")
-    peak_kb = usage.ru_maxrss
-    for line in err.splitlines():
-        if line.startswith("lte-bench-maxrss-kb="):
-            peak_kb = int(line.split("=", 1)[1])
-    return wall, peak_kb / 1024, proc.returncode
-
-
 def upscale_table(args: argparse.Namespace) -> None:
     """``lte.upscale`` processes, LM-LTE against LTE (see the module docstring)."""
     from PIL import Image
@@ -149,7 +121,7 @@ def upscale_table(args: argparse.Namespace) -> None:
                     "--ckpt", str(ckpt), "--scale", f"{args.scale:g}", "--device", args.device,
                     "--backend", backend, "--overwrite", "--no-progress",
                 ]  # fmt: skip
-                runs = [_child(cmd) for _ in range(args.repeat)]
+                runs = [run_process(cmd) for _ in range(args.repeat)]
                 rows[kind] = (
                     statistics.median(r[0] for r in runs),
                     statistics.median(r[1] for r in runs),

@@ -26,24 +26,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
+from _measure import peak_rss_mib, run_process
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
-TIME = "/usr/bin/time"
-
-
-def peak_rss_mib() -> float:
-    from _measure import peak_rss_mib as own_peak
-
-    return own_peak()
 
 
 # --- train -------------------------------------------------------------------------------------
@@ -119,21 +112,6 @@ def run_train(args: argparse.Namespace, work: Path) -> None:
 # --- upscale -----------------------------------------------------------------------------------
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of ``cmd`` as a process of its own."""
-    full = [TIME, "-f", "lte-bench-maxrss-kb=%M", *cmd] if os.path.exists(TIME) else cmd
-    t0 = time.perf_counter()
-    proc = subprocess.run(full, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"error: {' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-    peak = float("nan")
-    for line in proc.stderr.splitlines():
-        if line.startswith("lte-bench-maxrss-kb="):
-            peak = int(line.split("=", 1)[1]) / 1024
-    return wall, peak
-
-
 def run_upscale(args: argparse.Namespace, work: Path) -> None:
     from PIL import Image
 
@@ -180,7 +158,7 @@ def run_upscale(args: argparse.Namespace, work: Path) -> None:
     best: dict[str, tuple[float, float]] = {}
     for _ in range(args.repeat):
         for side, cmd in sides.items():
-            res = timed(cmd)
+            res = run_process(cmd)
             if side not in best or res[0] < best[side][0]:
                 best[side] = res
     base = best["official forward"][0]
@@ -204,7 +182,6 @@ def child(argv: list[str]) -> dict:
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--one":
-        sys.path.insert(0, str(SCRIPTS))
         print(json.dumps(train_child(json.loads(sys.argv[3]))))
         return
     p = argparse.ArgumentParser(
@@ -234,5 +211,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(SCRIPTS))
     main()

@@ -62,6 +62,11 @@ def check_keep_freed_memory(value: Any) -> bool:
     return value
 
 
+def glibc_allocator() -> bool:
+    """Whether this process's C allocator is glibc's (the one :func:`keep_freed_memory` tunes)."""
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
 def keep_freed_memory() -> str:
     """Keep the memory of freed tensors in the process for the next step; returns what was done.
 
@@ -74,7 +79,7 @@ def keep_freed_memory() -> str:
     computation is unchanged; only where its memory comes from. A process-wide setting of the C
     allocator; a no-op (said so) where the C library is not glibc.
     """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not glibc_allocator():
         return "keep_freed_memory: not glibc, the allocator is left as it is"
     try:
         libc = ctypes.CDLL(None)
